@@ -56,7 +56,9 @@ function pnpmVersion() {
 function installDependencies() {
   const version = pnpmVersion();
   const args = ['install', '--config.confirmModulesPurge=false'];
-  if (existsSync(join(root, 'pnpm-lock.yaml'))) args.push('--frozen-lockfile');
+  // CI must install exactly what the lockfile pins; a developer who edits a
+  // package.json gets the lockfile updated instead.
+  if (process.env.CI && existsSync(join(root, 'pnpm-lock.yaml'))) args.push('--frozen-lockfile');
 
   const localPnpm = join(root, 'node_modules', 'pnpm', 'package.json');
   const haveLocal =
