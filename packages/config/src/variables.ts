@@ -96,7 +96,7 @@ export const variables = {
   detectionMinScore: variable(
     'DETECTION_MIN_SCORE',
     'Detection score (0-1) below which a face candidate is dropped.',
-    '0.6',
+    '0.7',
     number(0.05, 1),
   ),
   detectionNmsIou: variable(
@@ -114,7 +114,7 @@ export const variables = {
   minFaceSize: variable(
     'MIN_FACE_SIZE',
     'Shorter side, in pixels of the original image, below which a detected face is dropped.',
-    '10',
+    '8',
     integer(0, 10000),
   ),
   maxImageBytes: variable(

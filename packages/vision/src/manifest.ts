@@ -1,0 +1,85 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { findRepoRoot } from '@facegate/config';
+
+/** A tensor dimension: a number is fixed, a string names a dynamic axis. */
+export type Dimension = number | string;
+
+export interface TensorContract {
+  name: string;
+  type: 'float32';
+  shape: Dimension[];
+}
+
+export interface PreprocessingProfile {
+  profile: 'yunet' | 'mobilefacenet' | 'sface';
+  channelOrder: 'RGB' | 'BGR';
+  layout: 'NCHW';
+  /** Multiplier applied to the 0-255 value before mean and std. */
+  scale: number;
+  mean: [number, number, number];
+  std: [number, number, number];
+}
+
+export interface ModelEntry {
+  name: string;
+  role: 'detector' | 'embedder';
+  file: string;
+  bytes: number;
+  sha256: string;
+  url: string;
+  licence: string;
+  inputs: TensorContract[];
+  outputs: TensorContract[];
+  preprocessing: PreprocessingProfile;
+  /** False when the tensor names were not read off the real file; then only shapes are checked. */
+  namesVerified?: boolean;
+  inputSize?: { fixed: [number, number] } | { multipleOf: number };
+  embeddingDim?: number;
+  /** 'dynamic' when the first input axis takes any batch size. */
+  batch?: number | 'dynamic';
+}
+
+export interface ModelManifest {
+  alignmentTemplate112: [number, number][];
+  models: ModelEntry[];
+}
+
+/** Detector names accepted by FACE_DETECTOR, mapped to manifest entries. */
+export const DETECTOR_MODELS = {
+  yunet_2026may: 'yunet_2026may',
+  yunet_2023mar: 'yunet_2023mar',
+} as const;
+
+/** Embedder names accepted by FACE_EMBEDDER, mapped to manifest entries. */
+export const EMBEDDER_MODELS = {
+  mobilefacenet: 'mobilefacenet_foamliu_128d',
+  sface: 'sface_2021dec',
+  sface_int8: 'sface_2021dec_int8',
+} as const;
+
+let cached: ModelManifest | undefined;
+
+export function manifestPath(): string {
+  return join(findRepoRoot(), 'models', 'manifest.json');
+}
+
+export function readManifest(): ModelManifest {
+  cached ??= JSON.parse(readFileSync(manifestPath(), 'utf8')) as ModelManifest;
+  return cached;
+}
+
+export function manifestEntry(name: string): ModelEntry {
+  const entry = readManifest().models.find((model) => model.name === name);
+  if (!entry) throw new Error(`model '${name}' is not in ${manifestPath()}`);
+  return entry;
+}
+
+export async function sha256File(path: string): Promise<string> {
+  return createHash('sha256')
+    .update(await readFile(path))
+    .digest('hex');
+}

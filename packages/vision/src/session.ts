@@ -1,0 +1,163 @@
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+
+import { FaceGateError } from '@facegate/errors';
+import * as ort from 'onnxruntime-node';
+
+import type { Dimension, ModelEntry, TensorContract } from './manifest.js';
+
+export interface SessionOptions {
+  modelsDir: string;
+  /** Intra-op threads for this session; 1 when several workers share the cores. */
+  threads: number;
+}
+
+export interface LoadedModel {
+  entry: ModelEntry;
+  session: ort.InferenceSession;
+  /** Input and output names as found in the file, in manifest order. */
+  inputNames: string[];
+  outputNames: string[];
+  sha256: string;
+}
+
+function formatShape(shape: readonly Dimension[]): string {
+  return `[${shape.join(',')}]`;
+}
+
+function dimensionMatches(expected: Dimension, actual: Dimension | undefined): boolean {
+  if (typeof expected === 'string') return true;
+  return actual === expected;
+}
+
+/** Returns the problems found when comparing a tensor of the file with its manifest contract. */
+function compareTensor(
+  kind: 'input' | 'output',
+  expected: TensorContract,
+  actual: ort.InferenceSession.ValueMetadata | undefined,
+): string[] {
+  if (!actual) return [`${kind} '${expected.name}' is missing`];
+  if (!actual.isTensor) return [`${kind} '${actual.name}' is not a tensor`];
+  const problems: string[] = [];
+  if (actual.type !== expected.type) {
+    problems.push(`${kind} '${actual.name}' has type ${actual.type}, expected ${expected.type}`);
+  }
+  const shape = actual.shape;
+  const sameRank = shape.length === expected.shape.length;
+  if (!sameRank || !expected.shape.every((dim, i) => dimensionMatches(dim, shape[i]))) {
+    problems.push(
+      `${kind} '${actual.name}' has shape ${formatShape(shape)}, expected ${formatShape(expected.shape)}`,
+    );
+  }
+  return problems;
+}
+
+function resolveTensors(
+  kind: 'input' | 'output',
+  entry: ModelEntry,
+  contracts: TensorContract[],
+  metadata: readonly ort.InferenceSession.ValueMetadata[],
+  problems: string[],
+): string[] {
+  if (entry.namesVerified === false) {
+    // Names unknown: take the tensors by position, but their count and shapes must still match.
+    if (metadata.length !== contracts.length) {
+      problems.push(`the file has ${metadata.length} ${kind}s, expected ${contracts.length}`);
+    }
+    contracts.forEach((contract, i) =>
+      problems.push(...compareTensor(kind, contract, metadata[i])),
+    );
+    return metadata.map((value) => value.name);
+  }
+  for (const contract of contracts) {
+    const actual = metadata.find((value) => value.name === contract.name);
+    problems.push(...compareTensor(kind, contract, actual));
+  }
+  return contracts.map((contract) => contract.name);
+}
+
+/**
+ * Loads one model with onnxruntime-node after checking its bytes against the
+ * manifest (size and sha256) and its tensors against the manifest contract.
+ * A missing file is MODEL_UNAVAILABLE; any difference is MODEL_MISMATCH, so a
+ * wrong or truncated file never produces features.
+ */
+export async function loadModel(entry: ModelEntry, options: SessionOptions): Promise<LoadedModel> {
+  const path = join(options.modelsDir, entry.file);
+  if (!existsSync(path)) {
+    throw new FaceGateError(
+      'MODEL_UNAVAILABLE',
+      `model file ${path} is missing; run 'npm run setup' to fetch it (expected sha256 ${entry.sha256})`,
+    );
+  }
+
+  const bytes = await readFile(path);
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  if (bytes.length !== entry.bytes || sha256 !== entry.sha256) {
+    throw new FaceGateError(
+      'MODEL_MISMATCH',
+      `model file ${path} has ${bytes.length} bytes and sha256 ${sha256}; expected ${entry.bytes} bytes ` +
+        `and sha256 ${entry.sha256}. Delete it and run 'npm run setup' to fetch it again.`,
+    );
+  }
+
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(bytes, {
+      intraOpNumThreads: options.threads,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+    });
+  } catch (error) {
+    throw new FaceGateError(
+      'MODEL_MISMATCH',
+      `model file ${path} cannot be loaded: ${String(error)}`,
+      {
+        cause: error,
+      },
+    );
+  }
+
+  const problems: string[] = [];
+  const inputNames = resolveTensors('input', entry, entry.inputs, session.inputMetadata, problems);
+  const outputNames = resolveTensors(
+    'output',
+    entry,
+    entry.outputs,
+    session.outputMetadata,
+    problems,
+  );
+  if (problems.length > 0) {
+    await session.release();
+    throw new FaceGateError(
+      'MODEL_MISMATCH',
+      `model file ${path} does not match the contract of '${entry.name}': ${problems.join('; ')}`,
+    );
+  }
+  return { entry, session, inputNames, outputNames, sha256 };
+}
+
+/** Checks the dims of an output tensor after a run; a mismatch is a bug or a wrong file. */
+export function expectDims(
+  model: LoadedModel,
+  name: string,
+  tensor: ort.Tensor | undefined,
+  expected: readonly number[],
+): Float32Array {
+  if (!tensor)
+    throw new FaceGateError(
+      'MODEL_MISMATCH',
+      `model '${model.entry.name}' returned no output '${name}'`,
+    );
+  const dims = tensor.dims;
+  if (dims.length !== expected.length || dims.some((dim, i) => dim !== expected[i])) {
+    throw new FaceGateError(
+      'MODEL_MISMATCH',
+      `model '${model.entry.name}' output '${name}' has shape ${formatShape(dims)}, expected ${formatShape(expected)}`,
+    );
+  }
+  return tensor.data as Float32Array;
+}
