@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import type { FacePipeline} from '@facegate/vision';
+import type { FacePipeline } from '@facegate/vision';
 import { faceNearest } from '@facegate/vision';
 
 /** One LFW View 2 pair: two photo paths relative to lfw/, and whether they show the same person. */

@@ -1,3 +1,7 @@
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+import { findRepoRoot } from './variables.js';
 import { type Config, type Variables, variables } from './variables.js';
 
 export { findRepoRoot, variables } from './variables.js';
@@ -40,3 +44,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (problems.length > 0) throw new ConfigError(problems);
   return result as Config;
 }
+
+/**
+ * The folder of test photos used by tests and benchmarks: FACES_DIR, else
+ * ../shared/faces beside the repository. Undefined when it has no lfw/ folder.
+ */
+export function facesDir(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const dir = env.FACES_DIR
+    ? resolve(env.FACES_DIR)
+    : resolve(findRepoRoot(), '..', 'shared', 'faces');
+  return existsSync(join(dir, 'lfw')) ? dir : undefined;
+}
+
+/** Why a test or benchmark that needs the photos cannot run. */
+export const FACES_MISSING =
+  'test photos not found: set FACES_DIR to a folder with lfw/ and lfw-meta/ (default ../shared/faces)';

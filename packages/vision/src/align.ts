@@ -91,21 +91,32 @@ export function warpSimilarity(
       const y0 = Math.floor(y);
       const fx = x - x0;
       const fy = y - y0;
+
+      // Weights of the four neighbours; a neighbour outside the image weighs 0 (black border).
+      const inX0 = x0 >= 0 && x0 < width;
+      const inX1 = x0 + 1 >= 0 && x0 + 1 < width;
+      const inY0 = y0 >= 0 && y0 < height;
+      const inY1 = y0 + 1 >= 0 && y0 + 1 < height;
+      const w00 = inX0 && inY0 ? (1 - fx) * (1 - fy) : 0;
+      const w10 = inX1 && inY0 ? fx * (1 - fy) : 0;
+      const w01 = inX0 && inY1 ? (1 - fx) * fy : 0;
+      const w11 = inX1 && inY1 ? fx * fy : 0;
       const target = (v * size + u) * 3;
+      if (w00 + w10 + w01 + w11 === 0) continue;
+
+      // Indices are clamped so that zero-weight neighbours still read inside the buffer.
+      const cx0 = Math.min(Math.max(x0, 0), width - 1);
+      const cx1 = Math.min(Math.max(x0 + 1, 0), width - 1);
+      const cy0 = Math.min(Math.max(y0, 0), height - 1);
+      const cy1 = Math.min(Math.max(y0 + 1, 0), height - 1);
+      const i00 = (cy0 * width + cx0) * 3;
+      const i10 = (cy0 * width + cx1) * 3;
+      const i01 = (cy1 * width + cx0) * 3;
+      const i11 = (cy1 * width + cx1) * 3;
       for (let c = 0; c < 3; c += 1) {
-        let value = 0;
-        for (let dy = 0; dy <= 1; dy += 1) {
-          const yy = y0 + dy;
-          if (yy < 0 || yy >= height) continue;
-          const wy = dy === 0 ? 1 - fy : fy;
-          for (let dx = 0; dx <= 1; dx += 1) {
-            const xx = x0 + dx;
-            if (xx < 0 || xx >= width) continue;
-            const wx = dx === 0 ? 1 - fx : fx;
-            value += wx * wy * data[(yy * width + xx) * 3 + c]!;
-          }
-        }
-        out[target + c] = Math.round(value);
+        out[target + c] = Math.round(
+          w00 * data[i00 + c]! + w10 * data[i10 + c]! + w01 * data[i01 + c]! + w11 * data[i11 + c]!,
+        );
       }
     }
   }

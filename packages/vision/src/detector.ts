@@ -56,26 +56,43 @@ export function planDetectorInput(
   };
 }
 
-/** Fills the NCHW BGR tensor from interleaved RGB pixels; the padding stays zero. */
+/**
+ * Fills the NCHW BGR tensor from interleaved RGB pixels, zeroing the padding.
+ * `target` may be a reused buffer of the same input size.
+ */
 export function toDetectorTensor(
   rgb: Uint8Array,
   width: number,
   height: number,
   inputWidth: number,
   inputHeight: number,
+  target?: Float32Array,
 ): Float32Array {
   const plane = inputWidth * inputHeight;
-  const tensor = new Float32Array(3 * plane);
+  const tensor = target ?? new Float32Array(3 * plane);
+  const blue = tensor.subarray(0, plane);
+  const green = tensor.subarray(plane, 2 * plane);
+  const red = tensor.subarray(2 * plane, 3 * plane);
   for (let y = 0; y < height; y += 1) {
     let source = y * width * 3;
-    let target = y * inputWidth;
-    for (let x = 0; x < width; x += 1) {
-      tensor[target] = rgb[source + 2]!; // B
-      tensor[plane + target] = rgb[source + 1]!; // G
-      tensor[2 * plane + target] = rgb[source]!; // R
+    const rowStart = y * inputWidth;
+    const rowEnd = rowStart + width;
+    for (let index = rowStart; index < rowEnd; index += 1) {
+      red[index] = rgb[source]!;
+      green[index] = rgb[source + 1]!;
+      blue[index] = rgb[source + 2]!;
       source += 3;
-      target += 1;
     }
+    if (target && width < inputWidth) {
+      blue.fill(0, rowEnd, rowStart + inputWidth);
+      green.fill(0, rowEnd, rowStart + inputWidth);
+      red.fill(0, rowEnd, rowStart + inputWidth);
+    }
+  }
+  if (target && height < inputHeight) {
+    blue.fill(0, height * inputWidth);
+    green.fill(0, height * inputWidth);
+    red.fill(0, height * inputWidth);
   }
   return tensor;
 }
@@ -85,6 +102,7 @@ export async function prepareDetectorInput(
   image: RgbImage,
   maxSide: number,
   fixedSize?: [number, number],
+  reuse?: Float32Array,
 ): Promise<DetectorInput> {
   const plan = planDetectorInput(image.width, image.height, maxSide, fixedSize);
   let pixels = image.data;
@@ -104,6 +122,7 @@ export async function prepareDetectorInput(
       plan.scaledHeight,
       plan.inputWidth,
       plan.inputHeight,
+      reuse?.length === 3 * plan.inputWidth * plan.inputHeight ? reuse : undefined,
     ),
     inputWidth: plan.inputWidth,
     inputHeight: plan.inputHeight,
@@ -244,6 +263,8 @@ export class YunetDetector {
   readonly #model: LoadedModel;
   readonly #maxSide: number;
   readonly #fixedSize: [number, number] | undefined;
+  /** Input buffer of the last call, reused when the next image has the same input size. */
+  #lastTensor: Float32Array | undefined;
 
   constructor(model: LoadedModel, maxSide: number) {
     this.#model = model;
@@ -257,7 +278,13 @@ export class YunetDetector {
   }
 
   async detect(image: RgbImage, options: DetectOptions): Promise<DetectedFace[]> {
-    const input = await prepareDetectorInput(image, this.#maxSide, this.#fixedSize);
+    const input = await prepareDetectorInput(
+      image,
+      this.#maxSide,
+      this.#fixedSize,
+      this.#lastTensor,
+    );
+    this.#lastTensor = input.tensor;
     const outputs = await this.run(input);
     const candidates = decodeYunet(outputs, input.inputWidth, input.inputHeight, options.minScore);
     const kept = nonMaxSuppression(candidates, options.nmsIou);

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 
 import type { Config } from '@facegate/config';
 import { FaceGateError } from '@facegate/errors';
+import sharp from 'sharp';
 
 import { alignFace } from './align.js';
 import { type DecodedImage, decodeImage } from './decode.js';
@@ -92,6 +93,9 @@ export class FacePipeline {
   }
 
   static async create(config: VisionConfig): Promise<FacePipeline> {
+    // One libvips thread per decode: each image is small, and the service gets
+    // its parallelism from several workers rather than from threads per image.
+    sharp.concurrency(1);
     const detectorEntry = manifestEntry(DETECTOR_MODELS[config.faceDetector]);
     const detectorModel = await loadModel(detectorEntry, {
       modelsDir: config.modelsDir,
