@@ -1,1 +1,14 @@
-export {};
+export { FaceIndex, DEFAULT_FACE_INDEX_OPTIONS } from './face-index.js';
+export type {
+  FaceCandidate,
+  FaceEntry,
+  FaceIndexOptions,
+  FaceIndexStats,
+  LoadExpectation,
+  LoadOptions,
+  SearchOptions,
+} from './face-index.js';
+export { exactTopK } from './exact.js';
+export type { ExactTopK } from './exact.js';
+export type { SaveResult } from './persistence.js';
+export { MAX_FACE_ID } from './validation.js';
