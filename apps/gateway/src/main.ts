@@ -1,1 +1,102 @@
-export {};
+// Gateway process: the REST API. Validates requests, hands work to the queues
+// and answers with what the workers and the matcher publish. It never runs a model.
+import type { Server } from 'node:http';
+
+import { type Config, ConfigError, loadConfig } from '@facegate/config';
+import { createQueues, createRedis, keyNames, waitForRedis } from '@facegate/contracts';
+import { createDatabase, migrate } from '@facegate/db';
+import { createLogger } from '@facegate/logger';
+
+import { createApp } from './app.js';
+import { Dispatcher } from './dispatcher.js';
+
+const SHUTDOWN_TIMEOUT_MS = 15_000;
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const logger = createLogger('gateway', config.logLevel);
+  const keys = keyNames(config.queuePrefix);
+
+  const db = createDatabase({ url: config.databaseUrl, schema: config.databaseSchema });
+  await migrate(db);
+  const redis = createRedis(config.redisUrl);
+  await waitForRedis(redis, (error) => logger.warn({ err: error }, 'waiting for Redis'));
+  redis.on('error', (error) => logger.warn({ err: error }, 'Redis connection error'));
+  const subscriber = createRedis(config.redisUrl, { blocking: true });
+  subscriber.on('error', (error) => logger.warn({ err: error }, 'Redis subscriber error'));
+  const queueConnection = createRedis(config.redisUrl, { blocking: true });
+  queueConnection.on('error', (error) =>
+    logger.warn({ err: error }, 'Redis queue connection error'),
+  );
+  const queues = createQueues(queueConnection, keys);
+  queues.inference.on('error', (error) => logger.warn({ err: error }, 'queue error'));
+
+  const dispatcher = new Dispatcher({
+    redis,
+    subscriber,
+    queues,
+    keys,
+    logger,
+    requestTimeoutMs: config.requestTimeoutMs,
+    queueMaxWaiting: config.queueMaxWaiting,
+  });
+  await dispatcher.start();
+
+  const app = createApp({ config, db, redis, keys, dispatcher, logger });
+  const server: Server = await new Promise((resolve) => {
+    const listening = app.listen(config.port, config.host, () => resolve(listening));
+  });
+  server.keepAliveTimeout = 65_000;
+  logger.info({ host: config.host, port: config.port }, 'gateway listening');
+
+  let stopping: Promise<void> | undefined;
+  async function shutdown(signal: string): Promise<void> {
+    logger.info({ signal }, 'shutting down');
+    const timer = setTimeout(() => {
+      logger.error({ timeoutMs: SHUTDOWN_TIMEOUT_MS }, 'shutdown timed out');
+      process.exit(1);
+    }, SHUTDOWN_TIMEOUT_MS);
+    timer.unref();
+    const steps: [string, () => Promise<unknown>][] = [
+      [
+        'stop accepting connections',
+        () =>
+          new Promise<void>((resolve) => {
+            server.close(() => resolve());
+            server.closeIdleConnections();
+          }),
+      ],
+      ['close queues', () => queues.close()],
+      [
+        'close Redis',
+        () => Promise.allSettled([redis.quit(), subscriber.quit(), queueConnection.quit()]),
+      ],
+      ['close PostgreSQL', () => db.close()],
+    ];
+    for (const [name, step] of steps) {
+      try {
+        await step();
+      } catch (error) {
+        logger.error({ err: error, step: name }, 'shutdown step failed');
+      }
+    }
+    dispatcher.rejectAll('the gateway is shutting down');
+    logger.info('stopped');
+  }
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(signal, () => {
+      stopping ??= shutdown(signal).then(() => process.exit(0));
+    });
+  }
+}
+
+await main();

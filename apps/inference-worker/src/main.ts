@@ -1,1 +1,168 @@
-export {};
+// Inference worker process: takes jobs from the inference queue and runs them
+// on a piscina pool of vision threads. Started alone (`node dist/src/main.js`,
+// configured by environment) or by `npm start` beside the other processes.
+import { hostname } from 'node:os';
+import { randomUUID } from 'node:crypto';
+
+import { type Config, ConfigError, loadConfig } from '@facegate/config';
+import {
+  type Heartbeat,
+  type InferenceJob,
+  QUEUE_NAMES,
+  type Reply,
+  createQueues,
+  createRedis,
+  keyNames,
+  publishReply,
+  waitForRedis,
+  removeHeartbeat,
+  writeHeartbeat,
+} from '@facegate/contracts';
+import { createDatabase, migrate } from '@facegate/db';
+import { serializeError } from '@facegate/errors';
+import { createLogger } from '@facegate/logger';
+import { type Job, UnrecoverableError, Worker } from 'bullmq';
+
+import { blobKeysOf, handleInferenceJob } from './handlers.js';
+import { VisionPool, isInputError } from './pool.js';
+
+const SHUTDOWN_TIMEOUT_MS = 15_000;
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const logger = createLogger('inference-worker', config.logLevel);
+  const id = `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
+  const keys = keyNames(config.queuePrefix);
+  const startedAt = new Date().toISOString();
+
+  const pool = new VisionPool(config.inferenceThreads);
+  const models = await pool.warmUp().catch(async (error: unknown) => {
+    logger.fatal({ err: error }, 'models failed to load');
+    await pool.close();
+    process.exit(1);
+  });
+  logger.info({ models: models.models, threads: pool.threads }, 'models loaded');
+
+  const db = createDatabase({ url: config.databaseUrl, schema: config.databaseSchema });
+  await migrate(db);
+  const redis = createRedis(config.redisUrl);
+  await waitForRedis(redis, (error) => logger.warn({ err: error }, 'waiting for Redis'));
+  const queues = createQueues(createRedis(config.redisUrl, { blocking: true }), keys);
+  const context = { config, pool, redis, queues, db };
+  let processed = 0;
+
+  async function publish(job: Job<InferenceJob>, reply: Reply): Promise<void> {
+    await publishReply(redis, job.data.replyTo, reply);
+  }
+
+  async function processJob(job: Job<InferenceJob>): Promise<void> {
+    const data = job.data;
+    const log = logger.child({ requestId: data.requestId, jobId: job.id, kind: data.kind });
+    const queueWaitMs = Math.max(0, Date.now() - job.timestamp);
+    const finalAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+    try {
+      const outcome = await handleInferenceJob(context, data, queueWaitMs);
+      if (outcome !== 'forwarded')
+        await publish(job, { correlationId: data.correlationId, ok: true, result: outcome.reply });
+      processed += 1;
+      await redis.del(...blobKeysOf(data)).catch(() => undefined);
+    } catch (error) {
+      const inputError = isInputError(error);
+      if (inputError || finalAttempt) {
+        await publish(job, {
+          correlationId: data.correlationId,
+          ok: false,
+          error: serializeError(error),
+        }).catch((publishError: unknown) =>
+          log.error({ err: publishError }, 'failed to publish an error reply'),
+        );
+        await redis.del(...blobKeysOf(data)).catch(() => undefined);
+      }
+      if (inputError)
+        throw new UnrecoverableError(error instanceof Error ? error.message : String(error));
+      log.error({ err: error, attempt: job.attemptsMade + 1 }, 'inference job failed');
+      throw error;
+    }
+  }
+
+  const worker = new Worker<InferenceJob>(QUEUE_NAMES.inference, processJob, {
+    connection: createRedis(config.redisUrl, { blocking: true }),
+    prefix: keys.bullPrefix,
+    concurrency: config.inferenceConcurrency,
+    // A worker that dies mid-job stops renewing its lock; after lockDuration the
+    // stalled check hands the job to another worker.
+    lockDuration: 5000,
+    stalledInterval: 2500,
+    maxStalledCount: 1,
+  });
+  worker.on('error', (error) => logger.error({ err: error }, 'queue worker error'));
+
+  async function beat(ready: boolean): Promise<void> {
+    const heartbeat: Heartbeat = {
+      id,
+      role: 'worker',
+      host: hostname(),
+      pid: process.pid,
+      startedAt,
+      updatedAt: new Date().toISOString(),
+      ready,
+      detail: {
+        modelId: models.modelId,
+        models: models.models,
+        threads: pool.threads,
+        concurrency: config.inferenceConcurrency,
+        processed,
+        utilization: pool.utilization,
+      },
+    };
+    await writeHeartbeat(redis, keys, heartbeat, config.heartbeatIntervalMs);
+  }
+  const heartbeatTimer = setInterval(() => {
+    beat(true).catch((error: unknown) => logger.warn({ err: error }, 'heartbeat failed'));
+  }, config.heartbeatIntervalMs);
+  await beat(true).catch((error: unknown) => logger.warn({ err: error }, 'heartbeat failed'));
+  logger.info({ id, concurrency: config.inferenceConcurrency }, 'inference worker started');
+
+  let stopping: Promise<void> | undefined;
+  async function shutdown(signal: string): Promise<void> {
+    logger.info({ signal }, 'shutting down');
+    const timer = setTimeout(() => {
+      logger.error({ timeoutMs: SHUTDOWN_TIMEOUT_MS }, 'shutdown timed out');
+      process.exit(1);
+    }, SHUTDOWN_TIMEOUT_MS);
+    timer.unref();
+    clearInterval(heartbeatTimer);
+    const steps: [string, () => Promise<unknown>][] = [
+      ['stop taking jobs and finish in-flight ones', () => worker.close()],
+      ['remove heartbeat', () => removeHeartbeat(redis, keys, 'worker', id)],
+      ['close thread pool', () => pool.close()],
+      ['close queues', () => queues.close()],
+      ['close Redis', () => redis.quit()],
+      ['close PostgreSQL', () => db.close()],
+    ];
+    for (const [name, step] of steps) {
+      try {
+        await step();
+      } catch (error) {
+        logger.error({ err: error, step: name }, 'shutdown step failed');
+      }
+    }
+    logger.info('stopped');
+  }
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(signal, () => {
+      stopping ??= shutdown(signal).then(() => process.exit(0));
+    });
+  }
+}
+
+await main();

@@ -142,6 +142,147 @@ export const variables = {
     optionalNumber(-1, 1),
     'per model (see README)',
   ),
+  databaseUrl: variable(
+    'DATABASE_URL',
+    'PostgreSQL connection URL.',
+    'postgres://postgres@127.0.0.1:5432/postgres',
+    z.string().regex(/^postgres(ql)?:\/\//, 'must start with postgres:// or postgresql://'),
+  ),
+  databaseSchema: variable(
+    'DATABASE_SCHEMA',
+    'PostgreSQL schema that holds the tables (created by the migrations).',
+    'facegate',
+    z
+      .string()
+      .regex(
+        /^[A-Za-z_][A-Za-z0-9_]{0,62}$/,
+        'must be a plain identifier: letters, digits, underscore',
+      ),
+  ),
+  redisUrl: variable(
+    'REDIS_URL',
+    'Redis connection URL (queues, image hand-off, replies, heartbeats).',
+    'redis://127.0.0.1:6379',
+    z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://'),
+  ),
+  queuePrefix: variable(
+    'QUEUE_PREFIX',
+    'Prefix of every Redis key and channel the service uses; deployments sharing one Redis need distinct prefixes.',
+    'facegate',
+    z.string().regex(/^[A-Za-z0-9_-]{1,40}$/, 'must be 1-40 letters, digits, _ or -'),
+  ),
+  host: variable('HOST', 'Address the gateway listens on.', '127.0.0.1', z.string().min(1)),
+  port: variable(
+    'PORT',
+    'TCP port of the gateway (REST, WebSocket, /metrics).',
+    '8000',
+    integer(0, 65535),
+  ),
+  requestTimeoutMs: variable(
+    'REQUEST_TIMEOUT_MS',
+    'Milliseconds the gateway waits for a result before answering 504 TIMEOUT.',
+    '10000',
+    integer(100, 600_000),
+  ),
+  queueMaxWaiting: variable(
+    'QUEUE_MAX_WAITING',
+    'Waiting inference jobs above which the gateway answers 503 QUEUE_FULL with Retry-After.',
+    '256',
+    integer(1, 1_000_000),
+  ),
+  inferenceWorkers: variable(
+    'INFERENCE_WORKERS',
+    'Inference worker processes that `npm start` launches on this machine.',
+    '2',
+    integer(1, 64),
+  ),
+  inferenceThreads: variable(
+    'INFERENCE_THREADS',
+    'Worker threads (each with its own ONNX sessions) per inference worker process.',
+    '1',
+    integer(1, 64),
+  ),
+  inferenceConcurrency: variable(
+    'INFERENCE_CONCURRENCY',
+    'Jobs one inference worker process takes from the queue at once; extra jobs wait in its thread pool.',
+    '2',
+    integer(1, 256),
+  ),
+  matcherConcurrency: variable(
+    'MATCHER_CONCURRENCY',
+    'Match requests the matcher handles at once (searches are synchronous; this overlaps database look-ups).',
+    '8',
+    integer(1, 256),
+  ),
+  indexDir: variable(
+    'INDEX_DIR',
+    'Folder where the matcher persists its HNSW index.',
+    join(repoRoot, 'var', 'index'),
+    path(),
+    '<repo>/var/index',
+  ),
+  hnswM: variable('HNSW_M', 'HNSW graph degree M.', '16', integer(4, 128)),
+  hnswEfConstruction: variable(
+    'HNSW_EF_CONSTRUCTION',
+    'HNSW efConstruction (build breadth).',
+    '200',
+    integer(10, 2000),
+  ),
+  hnswEf: variable(
+    'HNSW_EF',
+    'HNSW ef (search breadth); higher is slower and closer to exact search.',
+    '200',
+    integer(1, 5000),
+  ),
+  hnswInitialCapacity: variable(
+    'HNSW_INITIAL_CAPACITY',
+    'Faces the index has room for at start; it doubles before it is full.',
+    '1024',
+    integer(16, 100_000_000),
+  ),
+  exactSearchMaxFaces: variable(
+    'EXACT_SEARCH_MAX_FACES',
+    'Galleries with at most this many faces are searched exactly instead of through HNSW.',
+    '20000',
+    integer(0, 10_000_000),
+  ),
+  identifyThreshold: variable(
+    'IDENTIFY_THRESHOLD',
+    "Cosine similarity at or above which a face is identified as a visitor (1:N); unset uses the embedder's calibrated default.",
+    undefined,
+    optionalNumber(-1, 1),
+    'per model (see README)',
+  ),
+  enrolMinFaceSize: variable(
+    'ENROL_MIN_FACE_SIZE',
+    'Shorter side of the face box, in pixels, below which enrolment answers 422 FACE_TOO_SMALL.',
+    '32',
+    integer(0, 10000),
+  ),
+  indexPersistDelayMs: variable(
+    'INDEX_PERSIST_DELAY_MS',
+    'Milliseconds the matcher waits after a change before persisting the index (changes in between are saved together).',
+    '5000',
+    integer(0, 3_600_000),
+  ),
+  feedPollIntervalMs: variable(
+    'FEED_POLL_INTERVAL_MS',
+    'Milliseconds between polls of the change feed (notifications wake the matcher sooner).',
+    '1000',
+    integer(10, 600_000),
+  ),
+  heartbeatIntervalMs: variable(
+    'HEARTBEAT_INTERVAL_MS',
+    'Milliseconds between worker and matcher heartbeats in Redis; a process is considered gone after three missed ones.',
+    '2000',
+    integer(100, 60_000),
+  ),
+  logLevel: variable(
+    'LOG_LEVEL',
+    'pino log level: fatal, error, warn, info, debug, trace or silent.',
+    'info',
+    z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  ),
 } as const;
 
 export type Variables = typeof variables;

@@ -1,1 +1,5 @@
-export {};
+export * from './keys.js';
+export * from './messages.js';
+export * from './queues.js';
+export * from './redis.js';
+export * from './thresholds.js';

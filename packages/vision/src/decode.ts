@@ -1,7 +1,10 @@
 import { FaceGateError } from '@facegate/errors';
 import sharp from 'sharp';
 
+import { type ImageFormat, SUPPORTED_FORMATS, formatName, sniffFormat } from './sniff.js';
 import type { RgbImage } from './types.js';
+
+export type { ImageFormat } from './sniff.js';
 
 export interface DecodeLimits {
   /** Largest accepted encoded size, in bytes. */
@@ -17,67 +20,8 @@ export interface DecodedImage extends RgbImage {
   orientation: number;
 }
 
-export type ImageFormat =
-  | 'jpeg'
-  | 'png'
-  | 'webp'
-  | 'gif'
-  | 'tiff'
-  | 'avif'
-  | 'heic'
-  | 'bmp'
-  | 'pdf'
-  | 'svg'
-  | 'jpegxl'
-  | 'jpeg2000'
-  | 'psd'
-  | 'ico'
-  | 'unknown';
-
-const SUPPORTED: ReadonlySet<ImageFormat> = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'avif']);
-
 /** Transparent pixels are composited onto white before detection. */
 const FLATTEN_BACKGROUND = { r: 255, g: 255, b: 255 };
-
-function ascii(bytes: Uint8Array, start: number, end: number): string {
-  return String.fromCharCode(...bytes.subarray(start, end));
-}
-
-/** Identifies the container format from its magic bytes, without decoding. */
-export function sniffFormat(bytes: Uint8Array): ImageFormat {
-  if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff)
-    return 'jpeg';
-  if (bytes.length >= 8 && ascii(bytes, 1, 4) === 'PNG' && bytes[0] === 0x89) return 'png';
-  if (bytes.length >= 6 && (ascii(bytes, 0, 6) === 'GIF87a' || ascii(bytes, 0, 6) === 'GIF89a'))
-    return 'gif';
-  if (bytes.length >= 12 && ascii(bytes, 0, 4) === 'RIFF' && ascii(bytes, 8, 12) === 'WEBP')
-    return 'webp';
-  if (bytes.length >= 4) {
-    const head = ascii(bytes, 0, 4);
-    if (head === 'II*\0' || head === 'MM\0*') return 'tiff';
-    if (head === '%PDF') return 'pdf';
-    if (head === '8BPS') return 'psd';
-  }
-  if (bytes.length >= 12 && ascii(bytes, 4, 8) === 'ftyp') {
-    const brand = ascii(bytes, 8, 12);
-    if (brand === 'avif' || brand === 'avis') return 'avif';
-    if (['heic', 'heix', 'hevc', 'hevx', 'heim', 'heis', 'mif1', 'msf1'].includes(brand))
-      return 'heic';
-  }
-  if (bytes.length >= 2 && bytes[0] === 0xff && bytes[1] === 0x0a) return 'jpegxl';
-  if (bytes.length >= 12 && ascii(bytes, 4, 8) === 'JXL ') return 'jpegxl';
-  if (bytes.length >= 12 && ascii(bytes, 4, 8) === 'jP  ') return 'jpeg2000';
-  if (bytes.length >= 2 && ascii(bytes, 0, 2) === 'BM') return 'bmp';
-  if (bytes.length >= 4 && bytes[0] === 0 && bytes[1] === 0 && bytes[2] === 1 && bytes[3] === 0)
-    return 'ico';
-  const text = ascii(bytes, 0, Math.min(bytes.length, 256)).trimStart();
-  if (text.startsWith('<svg') || (text.startsWith('<?xml') && text.includes('<svg'))) return 'svg';
-  return 'unknown';
-}
-
-function formatName(format: ImageFormat): string {
-  return format === 'unknown' ? 'unrecognised data' : format.toUpperCase();
-}
 
 function describeMegapixels(pixels: number): string {
   return `${(pixels / 1e6).toFixed(pixels >= 1e7 ? 0 : 1)} Mpx`;
@@ -101,7 +45,7 @@ export async function decodeImage(input: Uint8Array, limits: DecodeLimits): Prom
   }
 
   const format = sniffFormat(input);
-  if (!SUPPORTED.has(format)) {
+  if (!SUPPORTED_FORMATS.has(format)) {
     throw new FaceGateError(
       'IMAGE_UNSUPPORTED_FORMAT',
       `unsupported image format: ${formatName(format)}; send JPEG, PNG, WebP, GIF, TIFF or AVIF`,

@@ -7,3 +7,4 @@ export * from './pipeline.js';
 export * from './session.js';
 export * from './similarity.js';
 export type * from './types.js';
+export * from './sniff.js';

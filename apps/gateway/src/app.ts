@@ -1,0 +1,368 @@
+import { randomUUID } from 'node:crypto';
+
+import type { Config } from '@facegate/config';
+import { type Heartbeat, type KeyNames, readHeartbeats } from '@facegate/contracts';
+import {
+  type Database,
+  type Visitor,
+  createVisitor,
+  deleteFace,
+  deleteVisitor,
+  getVisitor,
+  listFaces,
+  listVisitors,
+  maxChangeSeq,
+  ping,
+  updateVisitor,
+} from '@facegate/db';
+import { FaceGateError, serializeError } from '@facegate/errors';
+import type { Logger } from '@facegate/logger';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Redis } from 'ioredis';
+
+import type { Dispatcher } from './dispatcher.js';
+import { readImages } from './images.js';
+import {
+  detectQuery,
+  enrolQuery,
+  faceIdParams,
+  listVisitorsQuery,
+  newVisitorBody,
+  parse,
+  recognizeQuery,
+  verifyQuery,
+  visitorIdParams,
+  visitorPatchBody,
+} from './schemas.js';
+
+export interface GatewayDeps {
+  config: Config;
+  db: Database;
+  redis: Redis;
+  keys: KeyNames;
+  dispatcher: Dispatcher;
+  logger: Logger;
+}
+
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Express {
+    interface Request {
+      /** From X-Request-Id when valid, else a new UUID; carried into every job. */
+      requestId: string;
+    }
+  }
+}
+
+/** Largest change-feed sequence this gateway has written or seen; recognitions wait for the matcher to reach it. */
+class SeqTracker {
+  #seq = 0;
+  get value(): number {
+    return this.#seq;
+  }
+  observe(seq: number): void {
+    if (seq > this.#seq) this.#seq = seq;
+  }
+}
+
+function visitorJson(visitor: Visitor): Record<string, unknown> {
+  return {
+    id: visitor.id,
+    externalId: visitor.externalId,
+    name: visitor.name,
+    metadata: visitor.metadata,
+    createdAt: visitor.createdAt.toISOString(),
+    updatedAt: visitor.updatedAt.toISOString(),
+  };
+}
+
+function notFound(what: string): FaceGateError {
+  return new FaceGateError('NOT_FOUND', `${what} does not exist`);
+}
+
+async function readJson(request: Request, maxBytes = 1024 * 1024): Promise<unknown> {
+  const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  if (type !== 'application/json') {
+    throw new FaceGateError(
+      'UNSUPPORTED_MEDIA_TYPE',
+      `expected Content-Type application/json, got '${type || 'none'}'`,
+    );
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBytes)
+      throw new FaceGateError('PAYLOAD_TOO_LARGE', `the JSON body exceeds ${maxBytes} bytes`);
+    chunks.push(chunk);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new FaceGateError('INVALID_REQUEST', 'the JSON body cannot be parsed');
+  }
+}
+
+async function checkReadiness(
+  deps: GatewayDeps,
+): Promise<{ ready: boolean; checks: Record<string, unknown> }> {
+  const checks: Record<string, unknown> = {};
+  const timeout = <T>(promise: Promise<T>, ms: number): Promise<T> =>
+    Promise.race([
+      promise,
+      new Promise<T>((_, reject) =>
+        setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms).unref(),
+      ),
+    ]);
+
+  const [postgres, redis] = await Promise.allSettled([
+    timeout(ping(deps.db, 1000), 1500),
+    timeout(deps.redis.ping(), 1000),
+  ]);
+  checks.postgres =
+    postgres.status === 'fulfilled' ? { ok: true } : { ok: false, error: String(postgres.reason) };
+  checks.redis =
+    redis.status === 'fulfilled' ? { ok: true } : { ok: false, error: String(redis.reason) };
+
+  let workers: Heartbeat[] = [];
+  let matchers: Heartbeat[] = [];
+  if (redis.status === 'fulfilled') {
+    [workers, matchers] = await Promise.all([
+      readHeartbeats(deps.redis, deps.keys, 'worker'),
+      readHeartbeats(deps.redis, deps.keys, 'matcher'),
+    ]).catch(() => [[], []] as Heartbeat[][]);
+  }
+  const readyWorkers = workers.filter((worker) => worker.ready);
+  checks.inferenceWorkers = {
+    ok: readyWorkers.length > 0,
+    ready: readyWorkers.length,
+    models: [...new Set(readyWorkers.map((worker) => String(worker.detail.modelId)))],
+  };
+  const readyMatchers = matchers.filter((matcher) => matcher.ready);
+  checks.matcher = {
+    ok: readyMatchers.length > 0,
+    ready: readyMatchers.length,
+    states: matchers.map((matcher) => ({
+      id: matcher.id,
+      state: matcher.detail.state,
+      reason: matcher.detail.reason,
+    })),
+  };
+  const ready = Object.values(checks).every((check) => (check as { ok: boolean }).ok);
+  return { ready, checks };
+}
+
+export function createApp(deps: GatewayDeps): express.Express {
+  const { config, db, dispatcher, logger } = deps;
+  const seq = new SeqTracker();
+  const limits = { maxImageBytes: config.maxImageBytes };
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+
+  app.use((request, response, next) => {
+    const header = request.headers['x-request-id'];
+    const requestId =
+      typeof header === 'string' && /^[\w.:-]{1,128}$/.test(header) ? header : randomUUID();
+    request.requestId = requestId;
+    response.setHeader('X-Request-Id', requestId);
+    next();
+  });
+
+  app.get('/health', (_request, response) => {
+    response.json({ status: 'ok' });
+  });
+
+  app.get('/ready', async (_request, response) => {
+    const { ready, checks } = await checkReadiness(deps);
+    response.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', checks });
+  });
+
+  app.post('/api/v1/detect', async (request, response) => {
+    const query = parse(detectQuery, request.query, 'query');
+    const { images } = await readImages(request, ['image'], [], limits);
+    const result = await dispatcher.request('detect', request.requestId, [images.get('image')!], {
+      params: { minScore: query.min_score, maxFaces: query.limit },
+    });
+    response.json(result);
+  });
+
+  app.post('/api/v1/recognize', async (request, response) => {
+    const query = parse(recognizeQuery, request.query, 'query');
+    const { images } = await readImages(request, ['image'], [], limits);
+    const result = await dispatcher.request(
+      'recognize',
+      request.requestId,
+      [images.get('image')!],
+      {
+        params: { minScore: query.min_score, maxFaces: query.limit },
+        match: { topK: query.top_k, threshold: query.threshold, minSeq: seq.value },
+      },
+    );
+    response.json(result);
+  });
+
+  app.post('/api/v1/verify', async (request, response) => {
+    const query = parse(verifyQuery, request.query, 'query');
+    const { images, fields } = await readImages(
+      request,
+      [],
+      ['image', 'image_a', 'image_b'],
+      limits,
+    );
+    const body = parse(verifyQuery.partial(), fields, 'body');
+    const visitorId = query.visitor_id ?? body.visitor_id;
+    const threshold = query.threshold ?? body.threshold;
+
+    let blobs: Uint8Array[];
+    if (visitorId) {
+      const image = images.get('image') ?? images.get('image_a');
+      if (!image)
+        throw new FaceGateError(
+          'INVALID_REQUEST',
+          "with visitor_id, send one image in field 'image'",
+        );
+      blobs = [image];
+    } else {
+      const a = images.get('image_a');
+      const b = images.get('image_b');
+      if (!a || !b)
+        throw new FaceGateError(
+          'INVALID_REQUEST',
+          "send 'image_a' and 'image_b', or 'image' and visitor_id",
+        );
+      blobs = [a, b];
+    }
+    const result = await dispatcher.request('verify', request.requestId, blobs, {
+      visitorId,
+      threshold,
+    });
+    response.json(result);
+  });
+
+  app.post('/api/v1/visitors', async (request, response) => {
+    const body = parse(newVisitorBody, await readJson(request), 'body');
+    const visitor = await createVisitor(db, body);
+    response.status(201).json(visitorJson(visitor));
+  });
+
+  app.get('/api/v1/visitors', async (request, response) => {
+    const query = parse(listVisitorsQuery, request.query, 'query');
+    const page = await listVisitors(db, query);
+    response.json({
+      items: page.items.map(visitorJson),
+      total: page.total,
+      nextCursor: page.nextCursor ?? null,
+    });
+  });
+
+  app.get('/api/v1/visitors/:id', async (request, response) => {
+    const { id } = parse(visitorIdParams, request.params, 'path');
+    const visitor = await getVisitor(db, id);
+    if (!visitor) throw notFound(`visitor ${id}`);
+    response.json(visitorJson(visitor));
+  });
+
+  app.patch('/api/v1/visitors/:id', async (request, response) => {
+    const { id } = parse(visitorIdParams, request.params, 'path');
+    const patch = parse(visitorPatchBody, await readJson(request), 'body');
+    const visitor = await updateVisitor(db, id, patch);
+    if (!visitor) throw notFound(`visitor ${id}`);
+    response.json(visitorJson(visitor));
+  });
+
+  app.delete('/api/v1/visitors/:id', async (request, response) => {
+    const { id } = parse(visitorIdParams, request.params, 'path');
+    if (!(await deleteVisitor(db, id))) throw notFound(`visitor ${id}`);
+    seq.observe(await maxChangeSeq(db));
+    response.status(204).end();
+  });
+
+  app.post('/api/v1/visitors/:id/faces', async (request, response) => {
+    const { id } = parse(visitorIdParams, request.params, 'path');
+    const query = parse(enrolQuery, request.query, 'query');
+    const { images } = await readImages(request, ['image'], [], limits);
+    if (!(await getVisitor(db, id))) throw notFound(`visitor ${id}`);
+    const result = (await dispatcher.request('enrol', request.requestId, [images.get('image')!], {
+      visitorId: id,
+      multipleFaces: query.multiple_faces,
+    })) as { created: boolean; seq: number };
+    seq.observe(result.seq);
+    response.status(result.created ? 201 : 200).json(result);
+  });
+
+  app.get('/api/v1/visitors/:id/faces', async (request, response) => {
+    const { id } = parse(visitorIdParams, request.params, 'path');
+    if (!(await getVisitor(db, id))) throw notFound(`visitor ${id}`);
+    const faces = await listFaces(db, id);
+    response.json({
+      items: faces.map((face) => ({
+        id: face.id,
+        visitorId: face.visitorId,
+        modelId: face.modelId,
+        dim: face.dim,
+        detectionScore: face.detectionScore,
+        box: face.box,
+        faceSize: face.faceSize,
+        imageSha256: face.imageSha256.toString('hex'),
+        createdAt: face.createdAt.toISOString(),
+      })),
+    });
+  });
+
+  app.delete('/api/v1/visitors/:id/faces/:faceId', async (request, response) => {
+    const { id, faceId } = parse(faceIdParams, request.params, 'path');
+    if (!(await deleteFace(db, id, faceId))) throw notFound(`face ${faceId} of visitor ${id}`);
+    seq.observe(await maxChangeSeq(db));
+    response.status(204).end();
+  });
+
+  app.get('/api/v1/index', async (_request, response) => {
+    const matchers = await readHeartbeats(deps.redis, deps.keys, 'matcher');
+    if (matchers.length === 0)
+      throw new FaceGateError('NOT_READY', 'no matcher is running (no heartbeat in Redis)');
+    const [first] = matchers;
+    const detail = first!.detail as {
+      index?: Record<string, unknown>;
+      rebuild?: unknown;
+      state?: string;
+    };
+    response.json({
+      ...detail.index,
+      state: detail.state,
+      rebuild: detail.rebuild,
+      replicas: matchers.length,
+    });
+  });
+
+  app.use((request, _response, next) => {
+    next(new FaceGateError('NOT_FOUND', `no route for ${request.method} ${request.path}`));
+  });
+
+  app.use((error: unknown, request: Request, response: Response, _next: NextFunction) => {
+    const serialized = serializeError(error);
+    if (serialized.code === 'INTERNAL') {
+      logger.error({ err: error, requestId: request.requestId }, 'request failed');
+    } else if (serialized.status >= 500) {
+      logger.warn(
+        { requestId: request.requestId, code: serialized.code, message: serialized.message },
+        'request failed',
+      );
+    }
+    if (serialized.code === 'QUEUE_FULL' || serialized.status === 503)
+      response.setHeader('Retry-After', '1');
+    if (!response.headersSent) {
+      response
+        .status(serialized.status)
+        .json({
+          error: {
+            code: serialized.code,
+            message: serialized.message,
+            details: serialized.details,
+          },
+        });
+    }
+  });
+
+  return app;
+}

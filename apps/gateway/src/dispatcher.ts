@@ -1,0 +1,156 @@
+import { randomUUID } from 'node:crypto';
+
+import {
+  type InferenceJob,
+  type KeyNames,
+  type Queues,
+  type Reply,
+  addInferenceJob,
+  putBlob,
+  redisUnavailable,
+} from '@facegate/contracts';
+import { FaceGateError, deserializeError } from '@facegate/errors';
+import type { Logger } from '@facegate/logger';
+import type { Redis } from 'ioredis';
+
+interface Pending {
+  resolve(result: unknown): void;
+  reject(error: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+export interface DispatcherOptions {
+  redis: Redis;
+  subscriber: Redis;
+  queues: Queues;
+  keys: KeyNames;
+  logger: Logger;
+  requestTimeoutMs: number;
+  queueMaxWaiting: number;
+}
+
+type JobBody<K extends InferenceJob['kind']> = Omit<
+  Extract<InferenceJob, { kind: K }>,
+  'kind' | 'correlationId' | 'replyTo' | 'requestId' | 'blobKey' | 'blobKeys'
+>;
+
+/**
+ * Sends jobs to the inference queue and waits for their answers on this
+ * gateway's own reply channel, matched by correlation id, with a deadline.
+ */
+export class Dispatcher {
+  readonly gatewayId = randomUUID();
+  readonly replyChannel: string;
+  readonly #options: DispatcherOptions;
+  readonly #pending = new Map<string, Pending>();
+
+  constructor(options: DispatcherOptions) {
+    this.#options = options;
+    this.replyChannel = options.keys.replyChannel(this.gatewayId);
+  }
+
+  async start(): Promise<void> {
+    const { subscriber, logger } = this.#options;
+    subscriber.on('message', (_channel: string, message: string) => this.#onReply(message));
+    // ioredis re-subscribes by itself after a reconnect.
+    await subscriber.subscribe(this.replyChannel);
+    logger.info({ channel: this.replyChannel }, 'listening for replies');
+  }
+
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  #onReply(message: string): void {
+    let reply: Reply;
+    try {
+      reply = JSON.parse(message) as Reply;
+    } catch (error) {
+      this.#options.logger.error({ err: error }, 'unreadable reply on the reply channel');
+      return;
+    }
+    const pending = this.#pending.get(reply.correlationId);
+    // A reply for a request that already timed out, or a duplicate after a retry.
+    if (!pending) return;
+    this.#pending.delete(reply.correlationId);
+    clearTimeout(pending.timer);
+    if (reply.ok) pending.resolve(reply.result);
+    else pending.reject(deserializeError(reply.error));
+  }
+
+  /** Rejects with QUEUE_FULL when the waiting backlog is over the limit. */
+  async #checkBacklog(): Promise<void> {
+    const waiting = await this.#options.queues.inference.getWaitingCount();
+    if (waiting >= this.#options.queueMaxWaiting) {
+      throw new FaceGateError(
+        'QUEUE_FULL',
+        `${waiting} inference jobs are waiting (limit ${this.#options.queueMaxWaiting}); retry shortly`,
+        { details: { retryAfterSeconds: 1 } },
+      );
+    }
+  }
+
+  /**
+   * Stores the images, enqueues the job and resolves with the result published
+   * by the worker or matcher. Rejects with TIMEOUT after requestTimeoutMs.
+   */
+  async request<K extends InferenceJob['kind']>(
+    kind: K,
+    requestId: string,
+    images: Uint8Array[],
+    body: JobBody<K>,
+  ): Promise<unknown> {
+    const { redis, queues, keys, requestTimeoutMs } = this.#options;
+    const correlationId = randomUUID();
+
+    let blobKeys: string[];
+    try {
+      await this.#checkBacklog();
+      // Blobs live a little longer than the request deadline, then expire on their own.
+      blobKeys = await Promise.all(
+        images.map((image) => putBlob(redis, keys, image, requestTimeoutMs + 30_000)),
+      );
+    } catch (error) {
+      throw error instanceof FaceGateError ? error : redisUnavailable(error);
+    }
+
+    const address = { correlationId, replyTo: this.replyChannel, requestId };
+    const job = (kind === 'verify'
+      ? { ...body, kind, ...address, blobKeys }
+      : { ...body, kind, ...address, blobKey: blobKeys[0] }) as unknown as InferenceJob;
+
+    const answer = new Promise<unknown>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(correlationId);
+        reject(
+          new FaceGateError(
+            'TIMEOUT',
+            `no result within ${requestTimeoutMs} ms; the workers may be overloaded or down`,
+          ),
+        );
+      }, requestTimeoutMs);
+      this.#pending.set(correlationId, { resolve, reject, timer });
+    });
+
+    try {
+      await addInferenceJob(queues, job);
+    } catch (error) {
+      const pending = this.#pending.get(correlationId);
+      if (pending) {
+        clearTimeout(pending.timer);
+        this.#pending.delete(correlationId);
+      }
+      throw redisUnavailable(error);
+    }
+    return answer;
+  }
+
+  /** Fails every waiting request (used at shutdown). */
+  rejectAll(reason: string): void {
+    for (const [id, pending] of this.#pending) {
+      clearTimeout(pending.timer);
+      pending.reject(new FaceGateError('NOT_READY', reason));
+      this.#pending.delete(id);
+    }
+  }
+}

@@ -1,0 +1,210 @@
+import busboy from 'busboy';
+import type { Request } from 'express';
+
+import { FaceGateError } from '@facegate/errors';
+import { SUPPORTED_FORMATS, formatName, sniffFormat } from '@facegate/vision/sniff';
+
+export interface ImageLimits {
+  maxImageBytes: number;
+}
+
+/** Checks an uploaded image before it goes near a worker: present, within size, a supported format. */
+export function checkImage(bytes: Uint8Array, label: string, limits: ImageLimits): Uint8Array {
+  if (bytes.length === 0) throw new FaceGateError('IMAGE_EMPTY', `${label} is empty (0 bytes)`);
+  if (bytes.length > limits.maxImageBytes) {
+    throw new FaceGateError(
+      'IMAGE_TOO_LARGE',
+      `${label} is ${bytes.length} bytes; the limit is ${limits.maxImageBytes} bytes`,
+    );
+  }
+  const format = sniffFormat(bytes);
+  if (!SUPPORTED_FORMATS.has(format)) {
+    throw new FaceGateError(
+      'IMAGE_UNSUPPORTED_FORMAT',
+      `${label} has an unsupported format: ${formatName(format)}; send JPEG, PNG, WebP, GIF, TIFF or AVIF`,
+      { details: { detectedFormat: format } },
+    );
+  }
+  return bytes;
+}
+
+function mediaType(request: Request): string {
+  return (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+}
+
+/** Reads the raw body up to `maxBytes`, answering 413 as soon as it is exceeded. */
+function readBody(request: Request, maxBytes: number): Promise<Buffer> {
+  const declared = Number(request.headers['content-length']);
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    return Promise.reject(
+      new FaceGateError(
+        'PAYLOAD_TOO_LARGE',
+        `the request body is ${declared} bytes; the limit is ${maxBytes} bytes`,
+      ),
+    );
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    request.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > maxBytes) {
+        request.removeAllListeners('data');
+        request.resume();
+        reject(
+          new FaceGateError(
+            'PAYLOAD_TOO_LARGE',
+            `the request body exceeds the limit of ${maxBytes} bytes`,
+          ),
+        );
+        return;
+      }
+      chunks.push(chunk);
+    });
+    request.on('end', () => resolve(Buffer.concat(chunks)));
+    request.on('error', reject);
+  });
+}
+
+function readMultipart(
+  request: Request,
+  fields: readonly string[],
+  limits: ImageLimits,
+): Promise<UploadedImages> {
+  return new Promise((resolve, reject) => {
+    let parser: busboy.Busboy;
+    try {
+      parser = busboy({
+        headers: request.headers,
+        limits: { fileSize: limits.maxImageBytes, files: fields.length, fields: 20 },
+      });
+    } catch (error) {
+      reject(
+        new FaceGateError(
+          'INVALID_REQUEST',
+          `invalid multipart request: ${(error as Error).message}`,
+        ),
+      );
+      return;
+    }
+    const files = new Map<string, Buffer>();
+    const formFields: Record<string, unknown> = {};
+    let failure: FaceGateError | undefined;
+    parser.on('file', (name, stream) => {
+      if (!fields.includes(name)) {
+        failure ??= new FaceGateError(
+          'INVALID_REQUEST',
+          `unexpected file field '${name}'; expected ${fields.join(' and ')}`,
+        );
+        stream.resume();
+        return;
+      }
+      const chunks: Buffer[] = [];
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stream.on('limit', () => {
+        failure ??= new FaceGateError(
+          'PAYLOAD_TOO_LARGE',
+          `field '${name}' exceeds the limit of ${limits.maxImageBytes} bytes`,
+        );
+      });
+      stream.on('end', () => files.set(name, Buffer.concat(chunks)));
+    });
+    parser.on('field', (name, value) => {
+      formFields[name] = value;
+    });
+    parser.on('filesLimit', () => {
+      failure ??= new FaceGateError(
+        'INVALID_REQUEST',
+        `too many files; expected ${fields.join(' and ')}`,
+      );
+    });
+    parser.on('error', (error: Error) =>
+      reject(new FaceGateError('INVALID_REQUEST', `invalid multipart request: ${error.message}`)),
+    );
+    parser.on('close', () =>
+      failure ? reject(failure) : resolve({ images: files, fields: formFields }),
+    );
+    request.pipe(parser);
+  });
+}
+
+function decodeBase64(value: unknown, field: string): Buffer {
+  if (typeof value !== 'string')
+    throw new FaceGateError('INVALID_REQUEST', `JSON field '${field}' must be a base64 string`);
+  const text = value.replace(/^data:[^,]*;base64,/, '');
+  if (!/^[A-Za-z0-9+/\s]*={0,2}\s*$/.test(text)) {
+    throw new FaceGateError('INVALID_REQUEST', `JSON field '${field}' is not valid base64`);
+  }
+  return Buffer.from(text, 'base64');
+}
+
+export interface UploadedImages {
+  images: Map<string, Buffer>;
+  /** Non-file JSON fields (for JSON bodies) or form fields. */
+  fields: Record<string, unknown>;
+}
+
+/**
+ * Extracts the named images from a request: multipart form fields, a raw
+ * image/* body (only when one image is expected), or JSON with base64 strings.
+ */
+export async function readImages(
+  request: Request,
+  names: readonly string[],
+  optional: readonly string[],
+  limits: ImageLimits,
+): Promise<UploadedImages> {
+  const type = mediaType(request);
+  const all = [...names, ...optional];
+  let images = new Map<string, Buffer>();
+  let fields: Record<string, unknown> = {};
+
+  if (type === 'multipart/form-data') {
+    ({ images, fields } = await readMultipart(request, all, limits));
+  } else if (type.startsWith('image/') || type === 'application/octet-stream') {
+    if (names.length !== 1) {
+      throw new FaceGateError(
+        'UNSUPPORTED_MEDIA_TYPE',
+        `this route takes ${names.join(' and ')}: send multipart/form-data or JSON`,
+      );
+    }
+    images.set(names[0]!, await readBody(request, limits.maxImageBytes));
+  } else if (type === 'application/json') {
+    const maxJson = Math.ceil((all.length * limits.maxImageBytes * 4) / 3) + 64 * 1024;
+    const text = (await readBody(request, maxJson)).toString('utf8');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new FaceGateError('INVALID_REQUEST', 'the JSON body cannot be parsed');
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new FaceGateError('INVALID_REQUEST', 'the JSON body must be an object');
+    }
+    for (const [key, value] of Object.entries(parsed as Record<string, unknown>)) {
+      if (all.includes(key)) images.set(key, decodeBase64(value, key));
+      else fields[key] = value;
+    }
+  } else if (type === '') {
+    throw new FaceGateError(
+      'UNSUPPORTED_MEDIA_TYPE',
+      'missing Content-Type; send multipart/form-data, image/*, or application/json',
+    );
+  } else {
+    throw new FaceGateError(
+      'UNSUPPORTED_MEDIA_TYPE',
+      `unsupported Content-Type '${type}'; send multipart/form-data, image/*, or application/json`,
+    );
+  }
+
+  for (const name of names) {
+    const bytes = images.get(name);
+    if (!bytes) throw new FaceGateError('INVALID_REQUEST', `missing image field '${name}'`);
+    checkImage(bytes, `image '${name}'`, limits);
+  }
+  for (const name of optional) {
+    const bytes = images.get(name);
+    if (bytes) checkImage(bytes, `image '${name}'`, limits);
+  }
+  return { images, fields };
+}

@@ -1,0 +1,81 @@
+import { FaceGateError } from '@facegate/errors';
+import { z } from 'zod';
+
+/** Query strings arrive as text; numbers are coerced and unknown keys rejected. */
+const score = z.coerce.number().min(0.05).max(1);
+
+export const detectQuery = z
+  .object({
+    min_score: score.optional(),
+    limit: z.coerce.number().int().min(1).max(1000).optional(),
+  })
+  .strict();
+
+export const recognizeQuery = detectQuery
+  .extend({
+    top_k: z.coerce.number().int().min(1).max(20).default(1),
+    // Identification thresholds outside this range accept almost everybody or nobody.
+    threshold: z.coerce.number().min(0.2).max(0.95).optional(),
+  })
+  .strict();
+
+export const verifyQuery = z
+  .object({
+    visitor_id: z.string().uuid().optional(),
+    threshold: z.coerce.number().min(-1).max(1).optional(),
+  })
+  .strict();
+
+export const enrolQuery = z
+  .object({
+    multiple_faces: z.enum(['strict', 'largest']).default('strict'),
+  })
+  .strict();
+
+const metadata = z.record(z.string(), z.unknown());
+
+export const newVisitorBody = z
+  .object({
+    externalId: z.string().min(1).max(200).nullable().optional(),
+    name: z.string().trim().min(1).max(200),
+    metadata: metadata.optional(),
+  })
+  .strict();
+
+export const visitorPatchBody = z
+  .object({
+    externalId: z.string().min(1).max(200).nullable().optional(),
+    name: z.string().trim().min(1).max(200).optional(),
+    metadata: metadata.optional(),
+  })
+  .strict()
+  .refine(
+    (patch) => Object.keys(patch).length > 0,
+    'at least one of externalId, name, metadata is required',
+  );
+
+export const listVisitorsQuery = z
+  .object({
+    limit: z.coerce.number().int().min(1).max(1000).default(50),
+    cursor: z.string().min(1).max(500).optional(),
+  })
+  .strict();
+
+export const visitorIdParams = z.object({ id: z.string().uuid() });
+export const faceIdParams = z.object({
+  id: z.string().uuid(),
+  faceId: z.coerce.number().int().min(1),
+});
+
+/** Parses `value` or throws INVALID_REQUEST listing every problem (a uuid path parameter that does not parse is NOT_FOUND). */
+export function parse<T extends z.ZodType>(schema: T, value: unknown, where: string): z.output<T> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const path = issue.path.join('.');
+    if (issue.code === 'unrecognized_keys')
+      return `unknown ${where} parameter(s): ${issue.keys.join(', ')}`;
+    return path ? `${where} '${path}': ${issue.message}` : `${where}: ${issue.message}`;
+  });
+  throw new FaceGateError('INVALID_REQUEST', problems.join('; '), { details: { problems } });
+}

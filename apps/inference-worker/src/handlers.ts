@@ -1,0 +1,239 @@
+import { createHash } from 'node:crypto';
+
+import type { Config } from '@facegate/config';
+import {
+  type DetectResult,
+  type EmbeddedFace,
+  type EnrolResult,
+  type InferenceJob,
+  type Queues,
+  type RecognizeResult,
+  type VerifyResult,
+  addMatchJob,
+  defaultIdentifyThreshold,
+  encodeVector,
+  getBlob,
+} from '@facegate/contracts';
+import {
+  type Database,
+  getVisitor,
+  insertFace,
+  listVisitorEmbeddings,
+  maxChangeSeq,
+} from '@facegate/db';
+import { FaceGateError } from '@facegate/errors';
+import { cosineSimilarity, defaultVerifyThreshold, largestFace } from '@facegate/vision';
+import type { Redis } from 'ioredis';
+
+import type { VisionPool } from './pool.js';
+
+export interface HandlerContext {
+  config: Config;
+  pool: VisionPool;
+  redis: Redis;
+  queues: Queues;
+  db: Database;
+}
+
+/** A job's outcome: a result to publish now, or 'forwarded' when the matcher answers. */
+export type HandlerOutcome = { reply: unknown } | 'forwarded';
+
+const round = (value: number, digits = 3): number =>
+  Math.round(value * 10 ** digits) / 10 ** digits;
+
+function roundTimings(timings: Record<string, number | undefined>): Record<string, number> {
+  const rounded: Record<string, number> = {};
+  for (const [key, value] of Object.entries(timings))
+    if (value !== undefined) rounded[key] = round(value);
+  return rounded;
+}
+
+async function detect(
+  context: HandlerContext,
+  job: Extract<InferenceJob, { kind: 'detect' }>,
+  queueWaitMs: number,
+): Promise<HandlerOutcome> {
+  const bytes = await getBlob(context.redis, job.blobKey);
+  const result = await context.pool.detect(bytes, job.params);
+  const reply: DetectResult = {
+    image: result.image,
+    faces: result.faces,
+    timings: roundTimings({ queueWaitMs, ...result.timings }),
+  };
+  return { reply };
+}
+
+async function recognize(
+  context: HandlerContext,
+  job: Extract<InferenceJob, { kind: 'recognize' }>,
+  queueWaitMs: number,
+): Promise<HandlerOutcome> {
+  const bytes = await getBlob(context.redis, job.blobKey);
+  const result = await context.pool.analyze(bytes, job.params);
+  const timings = roundTimings({ queueWaitMs, ...result.timings });
+
+  if (result.faces.length === 0) {
+    const threshold =
+      job.match.threshold ??
+      context.config.identifyThreshold ??
+      defaultIdentifyThreshold(result.modelId);
+    const reply: RecognizeResult = {
+      image: result.image,
+      modelId: result.modelId,
+      threshold,
+      faces: [],
+      timings,
+    };
+    return { reply };
+  }
+
+  const faces: EmbeddedFace[] = result.faces.map(({ embedding, ...face }) => ({
+    ...face,
+    embedding: encodeVector(embedding),
+  }));
+  await addMatchJob(context.queues, {
+    kind: 'identify',
+    correlationId: job.correlationId,
+    replyTo: job.replyTo,
+    requestId: job.requestId,
+    modelId: result.modelId,
+    image: result.image,
+    faces,
+    params: job.match,
+    timings,
+  });
+  return 'forwarded';
+}
+
+async function enrol(
+  context: HandlerContext,
+  job: Extract<InferenceJob, { kind: 'enrol' }>,
+): Promise<HandlerOutcome> {
+  const bytes = await getBlob(context.redis, job.blobKey);
+  const imageSha256 = createHash('sha256').update(bytes).digest();
+  const result = await context.pool.analyze(bytes, {});
+
+  if (result.faces.length === 0)
+    throw new FaceGateError('NO_FACE', 'no face was found in the image');
+  if (result.faces.length > 1 && job.multipleFaces === 'strict') {
+    throw new FaceGateError(
+      'MULTIPLE_FACES',
+      `the image shows ${result.faces.length} faces; enrol a photo with one face, or set multiple_faces=largest to take the largest`,
+      { details: { facesDetected: result.faces.length } },
+    );
+  }
+  const face = largestFace(result.faces)!;
+  const faceSize = Math.round(Math.min(face.box.width, face.box.height));
+  if (faceSize < context.config.enrolMinFaceSize) {
+    throw new FaceGateError(
+      'FACE_TOO_SMALL',
+      `the face is ${faceSize} px on its shorter side; enrolment needs at least ${context.config.enrolMinFaceSize} px`,
+      { details: { faceSize, minFaceSize: context.config.enrolMinFaceSize } },
+    );
+  }
+
+  const stored = await insertFace(context.db, {
+    visitorId: job.visitorId,
+    modelId: result.modelId,
+    embedding: face.embedding,
+    detectionScore: face.score,
+    box: face.box,
+    faceSize,
+    imageSha256,
+  });
+  const seq = await maxChangeSeq(context.db);
+  const reply: EnrolResult = {
+    face: {
+      id: stored.face.id,
+      visitorId: stored.face.visitorId,
+      modelId: stored.face.modelId,
+      detectionScore: stored.face.detectionScore ?? face.score,
+      box: stored.face.box ?? face.box,
+      faceSize: stored.face.faceSize ?? faceSize,
+      imageSha256: stored.face.imageSha256.toString('hex'),
+      createdAt: stored.face.createdAt.toISOString(),
+    },
+    created: stored.created,
+    seq,
+    facesDetected: result.faces.length,
+  };
+  return { reply };
+}
+
+async function largestFaceVector(
+  context: HandlerContext,
+  blobKey: string,
+  label: string,
+): Promise<{ vector: Float32Array; modelId: string }> {
+  const result = await context.pool.analyze(await getBlob(context.redis, blobKey), {});
+  const face = largestFace(result.faces);
+  if (!face) throw new FaceGateError('NO_FACE', `no face was found in ${label}`);
+  return { vector: face.embedding, modelId: result.modelId };
+}
+
+async function verify(
+  context: HandlerContext,
+  job: Extract<InferenceJob, { kind: 'verify' }>,
+): Promise<HandlerOutcome> {
+  const probe = await largestFaceVector(
+    context,
+    job.blobKeys[0],
+    job.visitorId ? 'the image' : 'image_a',
+  );
+  const threshold =
+    job.threshold ?? context.config.verifyThreshold ?? defaultVerifyThreshold(probe.modelId);
+
+  let similarity: number;
+  if (job.visitorId) {
+    if (!(await getVisitor(context.db, job.visitorId))) {
+      throw new FaceGateError('NOT_FOUND', `visitor ${job.visitorId} does not exist`);
+    }
+    const stored = await listVisitorEmbeddings(context.db, job.visitorId, probe.modelId);
+    // The best of the visitor's enrolled faces decides.
+    similarity = Math.max(
+      -1,
+      ...stored.map((embedding) => cosineSimilarity(probe.vector, embedding)),
+    );
+    if (stored.length === 0) {
+      throw new FaceGateError(
+        'NO_FACE',
+        `visitor ${job.visitorId} has no enrolled face for model ${probe.modelId}`,
+        {
+          status: 409,
+        },
+      );
+    }
+  } else {
+    const other = await largestFaceVector(context, job.blobKeys[1]!, 'image_b');
+    similarity = cosineSimilarity(probe.vector, other.vector);
+  }
+  const reply: VerifyResult = {
+    similarity: round(similarity, 6),
+    match: similarity >= threshold,
+    threshold,
+    modelId: probe.modelId,
+  };
+  return { reply };
+}
+
+export async function handleInferenceJob(
+  context: HandlerContext,
+  job: InferenceJob,
+  queueWaitMs: number,
+): Promise<HandlerOutcome> {
+  switch (job.kind) {
+    case 'detect':
+      return detect(context, job, queueWaitMs);
+    case 'recognize':
+      return recognize(context, job, queueWaitMs);
+    case 'enrol':
+      return enrol(context, job);
+    case 'verify':
+      return verify(context, job);
+  }
+}
+
+/** Blob keys a job reads; deleted once the job is finished for good. */
+export function blobKeysOf(job: InferenceJob): string[] {
+  return job.kind === 'verify' ? [...job.blobKeys] : [job.blobKey];
+}

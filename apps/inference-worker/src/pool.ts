@@ -1,0 +1,74 @@
+import { fileURLToPath } from 'node:url';
+
+import { FaceGateError, deserializeError, type SerializedError } from '@facegate/errors';
+import { Piscina } from 'piscina';
+
+import type { ThreadParams, ThreadRequest, ThreadResponse } from './thread-messages.js';
+
+type AnalyzeResponse = Extract<ThreadResponse, { op: 'analyze' }>;
+type DetectResponse = Extract<ThreadResponse, { op: 'detect' }>;
+type PingResponse = Extract<ThreadResponse, { op: 'ping' }>;
+
+/** The thread pool that runs the vision pipeline; one FacePipeline per thread. */
+export class VisionPool {
+  readonly #piscina: Piscina;
+  readonly threads: number;
+
+  constructor(threads: number) {
+    this.threads = threads;
+    this.#piscina = new Piscina({
+      filename: fileURLToPath(new URL('./thread.js', import.meta.url)),
+      minThreads: threads,
+      maxThreads: threads,
+      idleTimeout: Number.POSITIVE_INFINITY,
+      // Queue as many tasks as the BullMQ concurrency lets in; the queue in Redis is the real backlog.
+      maxQueue: 'auto',
+    });
+  }
+
+  async #run<T extends ThreadResponse>(
+    request: ThreadRequest,
+    transfer: ArrayBuffer[] = [],
+  ): Promise<T> {
+    const response = (await this.#piscina.run(request, { transferList: transfer })) as
+      | T
+      | { error: SerializedError };
+    if ('error' in response) throw deserializeError(response.error);
+    return response;
+  }
+
+  /** Loads the models in every thread; rejects with the first thread's load error. */
+  async warmUp(): Promise<PingResponse> {
+    const responses = await Promise.all(
+      Array.from({ length: this.threads }, () => this.#run<PingResponse>({ op: 'ping' })),
+    );
+    return responses[0]!;
+  }
+
+  detect(bytes: Uint8Array, params: ThreadParams): Promise<DetectResponse> {
+    return this.#run({ op: 'detect', bytes: copyForTransfer(bytes), params });
+  }
+
+  analyze(bytes: Uint8Array, params: ThreadParams): Promise<AnalyzeResponse> {
+    const copy = copyForTransfer(bytes);
+    return this.#run({ op: 'analyze', bytes: copy, params }, [copy.buffer as ArrayBuffer]);
+  }
+
+  get utilization(): number {
+    return this.#piscina.utilization;
+  }
+
+  async close(): Promise<void> {
+    await this.#piscina.destroy();
+  }
+}
+
+/** A standalone copy, because a Buffer from Redis may share a pooled ArrayBuffer. */
+function copyForTransfer(bytes: Uint8Array): Uint8Array {
+  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) return bytes;
+  return new Uint8Array(bytes);
+}
+
+export function isInputError(error: unknown): boolean {
+  return error instanceof FaceGateError && !error.retryable;
+}

@@ -1,0 +1,23 @@
+/** Redis key and channel names, all under one configurable prefix. */
+export interface KeyNames {
+  prefix: string;
+  /** BullMQ prefix for queue keys. */
+  bullPrefix: string;
+  blob(id: string): string;
+  replyChannel(gatewayId: string): string;
+  heartbeat(role: HeartbeatRole, id: string): string;
+  heartbeatPattern(role: HeartbeatRole): string;
+}
+
+export type HeartbeatRole = 'worker' | 'matcher';
+
+export function keyNames(prefix: string): KeyNames {
+  return {
+    prefix,
+    bullPrefix: `${prefix}:bull`,
+    blob: (id) => `${prefix}:blob:${id}`,
+    replyChannel: (gatewayId) => `${prefix}:replies:${gatewayId}`,
+    heartbeat: (role, id) => `${prefix}:heartbeat:${role}:${id}`,
+    heartbeatPattern: (role) => `${prefix}:heartbeat:${role}:*`,
+  };
+}

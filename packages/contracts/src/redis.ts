@@ -1,0 +1,135 @@
+import { randomUUID } from 'node:crypto';
+
+import { FaceGateError } from '@facegate/errors';
+import { Redis } from 'ioredis';
+
+import type { HeartbeatRole, KeyNames } from './keys.js';
+import type { Reply } from './messages.js';
+
+/**
+ * Opens a Redis connection for BullMQ and the service: commands are not queued
+ * while disconnected (requests fail fast with 503), and it reconnects forever
+ * with a capped backoff so the service recovers when Redis returns.
+ */
+export function createRedis(url: string, options: { blocking?: boolean } = {}): Redis {
+  return new Redis(url, {
+    // BullMQ requires null for its blocking connections.
+    maxRetriesPerRequest: options.blocking ? null : 1,
+    enableOfflineQueue: options.blocking ?? false,
+    connectTimeout: 2000,
+    retryStrategy: (attempt) => Math.min(100 * 2 ** attempt, 2000),
+    lazyConnect: false,
+  });
+}
+
+export function redisUnavailable(error: unknown): FaceGateError {
+  return new FaceGateError(
+    'DEPENDENCY_UNAVAILABLE',
+    `Redis is unavailable: ${error instanceof Error ? error.message : String(error)}`,
+    {
+      cause: error,
+    },
+  );
+}
+
+/** Stores image bytes under a fresh key that expires after `ttlMs`; returns the key. */
+export async function putBlob(
+  redis: Redis,
+  keys: KeyNames,
+  bytes: Uint8Array,
+  ttlMs: number,
+): Promise<string> {
+  const key = keys.blob(randomUUID());
+  await redis.set(key, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), 'PX', ttlMs);
+  return key;
+}
+
+export async function getBlob(redis: Redis, key: string): Promise<Buffer> {
+  const bytes = await redis.getBuffer(key);
+  if (!bytes) {
+    throw new FaceGateError(
+      'TIMEOUT',
+      `the uploaded image expired before a worker took the job (key ${key})`,
+    );
+  }
+  return bytes;
+}
+
+export async function publishReply(redis: Redis, channel: string, reply: Reply): Promise<void> {
+  await redis.publish(channel, JSON.stringify(reply));
+}
+
+export interface Heartbeat {
+  id: string;
+  role: HeartbeatRole;
+  host: string;
+  pid: number;
+  startedAt: string;
+  updatedAt: string;
+  ready: boolean;
+  detail: Record<string, unknown>;
+}
+
+/** Writes a heartbeat that expires after three intervals unless refreshed. */
+export async function writeHeartbeat(
+  redis: Redis,
+  keys: KeyNames,
+  heartbeat: Heartbeat,
+  intervalMs: number,
+): Promise<void> {
+  await redis.set(
+    keys.heartbeat(heartbeat.role, heartbeat.id),
+    JSON.stringify(heartbeat),
+    'PX',
+    intervalMs * 3,
+  );
+}
+
+export async function removeHeartbeat(
+  redis: Redis,
+  keys: KeyNames,
+  role: HeartbeatRole,
+  id: string,
+): Promise<void> {
+  await redis.del(keys.heartbeat(role, id));
+}
+
+/** Lists the live heartbeats of one role (SCAN, so it never blocks Redis). */
+export async function readHeartbeats(
+  redis: Redis,
+  keys: KeyNames,
+  role: HeartbeatRole,
+): Promise<Heartbeat[]> {
+  const found: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, batch] = await redis.scan(
+      cursor,
+      'MATCH',
+      keys.heartbeatPattern(role),
+      'COUNT',
+      200,
+    );
+    cursor = next;
+    found.push(...batch);
+  } while (cursor !== '0');
+  if (found.length === 0) return [];
+  const values = await redis.mget(found);
+  return values.flatMap((value) => (value ? [JSON.parse(value) as Heartbeat] : []));
+}
+
+/** Resolves once the connection is ready; commands sent before would fail fast. */
+export async function waitForRedis(
+  redis: Redis,
+  onWaiting?: (error: Error) => void,
+): Promise<void> {
+  if (redis.status === 'ready') return;
+  await new Promise<void>((resolve) => {
+    const onError = (error: Error): void => onWaiting?.(error);
+    redis.on('error', onError);
+    redis.once('ready', () => {
+      redis.off('error', onError);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+// Starts the whole stack on this machine as separate processes: the matcher,
+// INFERENCE_WORKERS inference workers (default 2) and the gateway. Ctrl-C or
+// SIGTERM stops all of them; if one exits on its own, the others are stopped
+// too and this script exits non-zero. Each app can also run alone:
+// `node apps/<app>/dist/src/main.js`, configured by environment.
+import { spawn } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const root = dirname(dirname(fileURLToPath(import.meta.url)));
+const workers = Number(process.env.INFERENCE_WORKERS || 2);
+if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
+  console.error(
+    `start: INFERENCE_WORKERS must be an integer from 1 to 64, got '${process.env.INFERENCE_WORKERS}'`,
+  );
+  process.exit(2);
+}
+
+const apps = [
+  { name: 'matcher', entry: 'apps/matcher/dist/src/main.js' },
+  ...Array.from({ length: workers }, (_, i) => ({
+    name: `worker-${i + 1}`,
+    entry: 'apps/inference-worker/dist/src/main.js',
+  })),
+  { name: 'gateway', entry: 'apps/gateway/dist/src/main.js' },
+];
+
+const children = new Map();
+let stopping = false;
+let exitCode = 0;
+
+function prefixLines(stream, name, target) {
+  createInterface({ input: stream }).on('line', (line) =>
+    target.write(`${name.padEnd(9)} | ${line}\n`),
+  );
+}
+
+function stopAll(signal) {
+  if (stopping) return;
+  stopping = true;
+  for (const child of children.values()) child.kill(signal);
+  // Every app shuts down within its own bounded time; this is the backstop.
+  setTimeout(() => {
+    for (const child of children.values()) child.kill('SIGKILL');
+  }, 20_000).unref();
+}
+
+for (const app of apps) {
+  const child = spawn(process.execPath, ['--enable-source-maps', join(root, app.entry)], {
+    cwd: root,
+    env: process.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.set(app.name, child);
+  prefixLines(child.stdout, app.name, process.stdout);
+  prefixLines(child.stderr, app.name, process.stderr);
+  child.on('exit', (code, signal) => {
+    children.delete(app.name);
+    if (!stopping) {
+      console.error(`start: ${app.name} exited (${signal ?? `code ${code}`}); stopping the others`);
+      exitCode = 1;
+      stopAll('SIGTERM');
+    } else if (code !== 0 && code !== null) {
+      exitCode = exitCode || code;
+    }
+    if (children.size === 0) process.exit(exitCode);
+  });
+}
+
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => stopAll('SIGTERM'));
+console.log(
+  `start: matcher, ${workers} inference worker(s) and gateway starting; Ctrl-C stops them`,
+);
