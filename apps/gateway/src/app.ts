@@ -352,15 +352,13 @@ export function createApp(deps: GatewayDeps): express.Express {
     if (serialized.code === 'QUEUE_FULL' || serialized.status === 503)
       response.setHeader('Retry-After', '1');
     if (!response.headersSent) {
-      response
-        .status(serialized.status)
-        .json({
-          error: {
-            code: serialized.code,
-            message: serialized.message,
-            details: serialized.details,
-          },
-        });
+      response.status(serialized.status).json({
+        error: {
+          code: serialized.code,
+          message: serialized.message,
+          details: serialized.details,
+        },
+      });
     }
   });
 

@@ -56,7 +56,9 @@ async function main(): Promise<void> {
     const listening = app.listen(config.port, config.host, () => resolve(listening));
   });
   server.keepAliveTimeout = 65_000;
-  logger.info({ host: config.host, port: config.port }, 'gateway listening');
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  logger.info({ host: config.host, port }, 'gateway listening');
 
   let stopping: Promise<void> | undefined;
   async function shutdown(signal: string): Promise<void> {

@@ -1,0 +1,337 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { FACES_MISSING, facesDir } from '@facegate/config';
+
+import { Stack, call } from './stack.js';
+
+const faces = facesDir();
+const stack = new Stack();
+const photo = (path: string): Promise<Buffer> => readFile(join(faces!, path));
+
+describe(
+  'REST API on the running stack',
+  { skip: faces ? false : FACES_MISSING, timeout: 300_000 },
+  () => {
+    before(async () => {
+      await stack.start({ workers: 1 });
+    });
+
+    after(async () => {
+      await stack.stopAll();
+    });
+
+    test('health and readiness report every dependency', async () => {
+      const health = await call(stack, 'GET', '/health');
+      const ready = await call(stack, 'GET', '/ready');
+
+      assert.equal(health.status, 200);
+      assert.equal(ready.status, 200);
+      for (const check of ['postgres', 'redis', 'inferenceWorkers', 'matcher'])
+        assert.equal(ready.json.checks[check].ok, true, check);
+    });
+
+    test('detect gives the same faces for multipart, raw and base64 JSON', async () => {
+      const image = await photo('edge/multi_face/couple.jpg');
+
+      const multipart = await call(stack, 'POST', '/api/v1/detect', { image });
+      const raw = await call(stack, 'POST', '/api/v1/detect', { raw: image, type: 'image/jpeg' });
+      const json = await call(stack, 'POST', '/api/v1/detect', {
+        json: { image: image.toString('base64') },
+      });
+
+      assert.equal(multipart.status, 200, JSON.stringify(multipart.json));
+      assert.deepEqual(multipart.json.image, { width: 2280, height: 1588 });
+      assert.equal(multipart.json.faces.length, 2);
+      assert.deepEqual(raw.json.faces, multipart.json.faces);
+      assert.deepEqual(json.json.faces, multipart.json.faces);
+      assert.deepEqual(Object.keys(multipart.json.faces[0]).sort(), ['box', 'landmarks', 'score']);
+    });
+
+    test('detect honours min_score and limit', async () => {
+      const image = await photo('edge/multi_face/solvay.jpg');
+
+      const limited = await call(stack, 'POST', '/api/v1/detect?limit=3&min_score=0.8', { image });
+
+      assert.equal(limited.status, 200);
+      assert.equal(limited.json.faces.length, 3);
+      for (const face of limited.json.faces) assert.ok(face.score >= 0.8);
+    });
+
+    const BAD_INPUTS: [string, () => Promise<Parameters<typeof call>[3]>, number, string][] = [
+      [
+        'text body labelled as JPEG',
+        async () => ({ raw: Buffer.from('not an image at all'), type: 'image/jpeg' }),
+        415,
+        'IMAGE_UNSUPPORTED_FORMAT',
+      ],
+      [
+        'empty body',
+        async () => ({ raw: Buffer.alloc(0), type: 'image/jpeg' }),
+        400,
+        'IMAGE_EMPTY',
+      ],
+      [
+        'wrong content type',
+        async () => ({ raw: Buffer.from('hello'), type: 'text/plain' }),
+        415,
+        'UNSUPPORTED_MEDIA_TYPE',
+      ],
+      [
+        'oversize upload',
+        async () => ({ raw: Buffer.alloc(11 * 1024 * 1024, 0xff), type: 'image/jpeg' }),
+        413,
+        'PAYLOAD_TOO_LARGE',
+      ],
+      [
+        'HEIC photo',
+        async () => ({ image: await photo('edge/odd_format/IMG_2682.heic') }),
+        415,
+        'IMAGE_UNSUPPORTED_FORMAT',
+      ],
+      [
+        'truncated JPEG',
+        async () => ({ image: (await photo('edge/multi_face/couple.jpg')).subarray(0, 300_000) }),
+        400,
+        'IMAGE_CORRUPT',
+      ],
+      ['invalid base64', async () => ({ json: { image: '***' } }), 400, 'INVALID_REQUEST'],
+      [
+        'missing image field',
+        async () => ({ form: { picture: Buffer.from('x') } }),
+        400,
+        'INVALID_REQUEST',
+      ],
+    ];
+
+    for (const [name, body, status, code] of BAD_INPUTS) {
+      test(`detect rejects ${name}`, async () => {
+        const response = await call(stack, 'POST', '/api/v1/detect', await body());
+
+        assert.equal(response.status, status, JSON.stringify(response.json));
+        assert.equal(response.json.error.code, code);
+        assert.ok(response.json.error.message.length > 0);
+      });
+    }
+
+    test('unknown or out-of-range query parameters get 400', async () => {
+      const image = await photo('edge/png/32bit.png');
+
+      for (const query of ['?foo=1', '?min_score=7', '?limit=0', '?top_k=100', '?threshold=abc']) {
+        const response = await call(stack, 'POST', `/api/v1/recognize${query}`, { image });
+
+        assert.equal(response.status, 400, query);
+        assert.equal(response.json.error.code, 'INVALID_REQUEST', query);
+      }
+    });
+
+    test('request id is taken from the header or made up', async () => {
+      const given = await fetch(`${stack.url}/health`, { headers: { 'x-request-id': 'abc-123' } });
+      const made = await fetch(`${stack.url}/health`);
+
+      assert.equal(given.headers.get('x-request-id'), 'abc-123');
+      assert.match(made.headers.get('x-request-id') ?? '', /^[0-9a-f-]{36}$/);
+    });
+
+    test('visitor CRUD with pagination and conflicts', async () => {
+      const created = await call(stack, 'POST', '/api/v1/visitors', {
+        json: { name: 'Ada', externalId: 'crud-1', metadata: { host: 'B2' } },
+      });
+      const duplicate = await call(stack, 'POST', '/api/v1/visitors', {
+        json: { name: 'Other', externalId: 'crud-1' },
+      });
+      const invalid = await call(stack, 'POST', '/api/v1/visitors', {
+        json: { name: '', extra: 1 },
+      });
+      await call(stack, 'POST', '/api/v1/visitors', { json: { name: 'Bob' } });
+      const id = created.json.id as string;
+
+      const fetched = await call(stack, 'GET', `/api/v1/visitors/${id}`);
+      const patched = await call(stack, 'PATCH', `/api/v1/visitors/${id}`, {
+        json: { name: 'Ada L.' },
+      });
+      const page = await call(stack, 'GET', '/api/v1/visitors?limit=1');
+      const next = await call(
+        stack,
+        'GET',
+        `/api/v1/visitors?limit=1&cursor=${encodeURIComponent(page.json.nextCursor)}`,
+      );
+      const badId = await call(stack, 'GET', '/api/v1/visitors/not-a-uuid');
+      const deleted = await call(stack, 'DELETE', `/api/v1/visitors/${id}`);
+      const gone = await call(stack, 'GET', `/api/v1/visitors/${id}`);
+
+      assert.equal(created.status, 201);
+      assert.equal(duplicate.status, 409);
+      assert.equal(duplicate.json.error.code, 'CONFLICT');
+      assert.equal(invalid.status, 400);
+      assert.equal(fetched.json.metadata.host, 'B2');
+      assert.equal(patched.json.name, 'Ada L.');
+      assert.equal(patched.json.externalId, 'crud-1');
+      assert.equal(page.json.items.length, 1);
+      assert.ok(page.json.total >= 2);
+      assert.notEqual(next.json.items[0].id, page.json.items[0].id);
+      assert.equal(badId.status, 400);
+      assert.equal(deleted.status, 204);
+      assert.equal(gone.status, 404);
+    });
+
+    test('enrolment rules: one face, not too small, stored once', async () => {
+      const visitor = (
+        await call(stack, 'POST', '/api/v1/visitors', { json: { name: 'Aaron Peirsol' } })
+      ).json;
+      const path = `/api/v1/visitors/${visitor.id}/faces`;
+
+      const first = await call(stack, 'POST', path, {
+        image: await photo('lfw/Aaron_Peirsol/Aaron_Peirsol_0001.jpg'),
+      });
+      const again = await call(stack, 'POST', path, {
+        image: await photo('lfw/Aaron_Peirsol/Aaron_Peirsol_0001.jpg'),
+      });
+      const noFace = await call(stack, 'POST', path, {
+        image: await photo('edge/no_face/silver_fir.jpg'),
+      });
+      const several = await call(stack, 'POST', path, {
+        image: await photo('edge/multi_face/couple.jpg'),
+      });
+      const tiny = await call(stack, 'POST', `${path}?multiple_faces=largest`, {
+        image: await photo('edge/multi_face/3faces.png'),
+      });
+      const missing = await call(
+        stack,
+        'POST',
+        '/api/v1/visitors/00000000-0000-4000-8000-000000000000/faces',
+        {
+          image: await photo('lfw/Aaron_Peirsol/Aaron_Peirsol_0002.jpg'),
+        },
+      );
+      const list = await call(stack, 'GET', path);
+
+      assert.equal(first.status, 201, JSON.stringify(first.json));
+      assert.equal(first.json.face.modelId, 'mobilefacenet_foamliu_128d');
+      assert.match(first.json.face.imageSha256, /^[0-9a-f]{64}$/);
+      assert.equal(again.status, 200);
+      assert.equal(again.json.created, false);
+      assert.equal(again.json.face.id, first.json.face.id);
+      assert.equal(noFace.status, 422);
+      assert.equal(noFace.json.error.code, 'NO_FACE');
+      assert.equal(several.status, 422);
+      assert.equal(several.json.error.code, 'MULTIPLE_FACES');
+      assert.equal(tiny.status, 422);
+      assert.equal(tiny.json.error.code, 'FACE_TOO_SMALL');
+      assert.equal(missing.status, 404);
+      assert.equal(list.json.items.length, 1);
+    });
+
+    test('recognize names an enrolled visitor and not a stranger', async () => {
+      const visitor = (
+        await call(stack, 'POST', '/api/v1/visitors', {
+          json: { name: 'Obama', externalId: 'ext-obama' },
+        })
+      ).json;
+      for (const file of ['obama.jpg', 'obama2.jpg']) {
+        const enrolled = await call(stack, 'POST', `/api/v1/visitors/${visitor.id}/faces`, {
+          image: await photo(`identity-small/face_recognition_knn/train/obama/${file}`),
+        });
+        assert.ok([200, 201].includes(enrolled.status), JSON.stringify(enrolled.json));
+      }
+
+      const known = await call(stack, 'POST', '/api/v1/recognize?top_k=3', {
+        image: await photo('identity-small/face_recognition_knn/test/obama1.jpg'),
+      });
+      const stranger = await call(stack, 'POST', '/api/v1/recognize', {
+        image: await photo('lfw/Aaron_Eckhart/Aaron_Eckhart_0001.jpg'),
+      });
+
+      assert.equal(known.status, 200, JSON.stringify(known.json));
+      const face = known.json.faces[0];
+      assert.equal(face.match.visitorId, visitor.id);
+      assert.equal(face.match.externalId, 'ext-obama');
+      assert.equal(face.match.name, 'Obama');
+      assert.ok(face.match.similarity >= known.json.threshold);
+      assert.ok(face.score > 0.7);
+      const ids = face.candidates.map((candidate: { visitorId: string }) => candidate.visitorId);
+      assert.equal(new Set(ids).size, ids.length);
+      assert.equal(stranger.status, 200);
+      assert.equal(stranger.json.faces[0].match, null);
+    });
+
+    test('verify two images and an image against a visitor', async () => {
+      const visitor = (await call(stack, 'POST', '/api/v1/visitors', { json: { name: 'Kit' } }))
+        .json;
+      await call(stack, 'POST', `/api/v1/visitors/${visitor.id}/faces`, {
+        image: await photo('identity-small/face_recognition_knn/train/kit_harington/john1.jpeg'),
+      });
+
+      const pair = await call(stack, 'POST', '/api/v1/verify', {
+        form: {
+          image_a: await photo('lfw/Aaron_Peirsol/Aaron_Peirsol_0001.jpg'),
+          image_b: await photo('lfw/Aaron_Peirsol/Aaron_Peirsol_0002.jpg'),
+        },
+      });
+      const against = await call(stack, 'POST', `/api/v1/verify?visitor_id=${visitor.id}`, {
+        form: { image: await photo('identity-small/face_recognition_knn/test/johnsnow_test1.jpg') },
+      });
+      const other = await call(stack, 'POST', `/api/v1/verify?visitor_id=${visitor.id}`, {
+        form: { image: await photo('lfw/Aaron_Peirsol/Aaron_Peirsol_0001.jpg') },
+      });
+
+      assert.equal(pair.status, 200, JSON.stringify(pair.json));
+      assert.equal(pair.json.match, true);
+      assert.equal(against.json.match, true, JSON.stringify(against.json));
+      assert.equal(other.json.match, false);
+      assert.equal(typeof other.json.threshold, 'number');
+    });
+
+    test('deleted visitor is never returned; re-enrolled is found', async () => {
+      const image = await photo(
+        'identity-small/face_recognition_knn/train/alex_lacamoire/img1.jpg',
+      );
+      const probe = await photo('identity-small/face_recognition_knn/test/alex_lacamoire1.jpg');
+      const first = (await call(stack, 'POST', '/api/v1/visitors', { json: { name: 'Alex' } }))
+        .json;
+      await call(stack, 'POST', `/api/v1/visitors/${first.id}/faces`, { image });
+
+      const before = await call(stack, 'POST', '/api/v1/recognize', { image: probe });
+      await call(stack, 'DELETE', `/api/v1/visitors/${first.id}`);
+      const afterDelete = await call(stack, 'POST', '/api/v1/recognize?top_k=5', { image: probe });
+      const second = (
+        await call(stack, 'POST', '/api/v1/visitors', { json: { name: 'Alex again' } })
+      ).json;
+      await call(stack, 'POST', `/api/v1/visitors/${second.id}/faces`, { image });
+      const afterReenrol = await call(stack, 'POST', '/api/v1/recognize', { image: probe });
+
+      assert.equal(before.json.faces[0].match?.visitorId, first.id);
+      for (const candidate of afterDelete.json.faces[0].candidates)
+        assert.notEqual(candidate.visitorId, first.id);
+      assert.equal(afterReenrol.json.faces[0].match?.visitorId, second.id);
+    });
+
+    test('index endpoint reports the HNSW parameters', async () => {
+      const index = await call(stack, 'GET', '/api/v1/index');
+
+      assert.equal(index.status, 200);
+      for (const field of [
+        'size',
+        'capacity',
+        'deletedCount',
+        'M',
+        'efConstruction',
+        'ef',
+        'modelId',
+        'lastPersistedAt',
+      ]) {
+        assert.ok(field in index.json, `missing ${field}`);
+      }
+      assert.equal(index.json.modelId, 'mobilefacenet_foamliu_128d');
+    });
+
+    test('unknown route is a JSON 404', async () => {
+      const response = await call(stack, 'GET', '/api/v1/nothing');
+
+      assert.equal(response.status, 404);
+      assert.equal(response.json.error.code, 'NOT_FOUND');
+    });
+  },
+);

@@ -1,0 +1,157 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { FACES_MISSING, facesDir } from '@facegate/config';
+import { keyNames, readHeartbeats } from '@facegate/contracts';
+import { Redis } from 'ioredis';
+
+import { CuttableProxy } from './proxy.js';
+import { Stack, TEST_REDIS_URL, call } from './stack.js';
+
+const faces = facesDir();
+const skip = faces ? false : FACES_MISSING;
+const photo = (path: string): Promise<Buffer> => readFile(join(faces!, path));
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function eventually<T>(what: string, attempt: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await attempt();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs} ms`);
+    await sleep(250);
+  }
+}
+
+describe('PostgreSQL and Redis outages', { skip, timeout: 240_000 }, () => {
+  const stack = new Stack();
+  const postgresProxy = new CuttableProxy(5432);
+  const redisProxy = new CuttableProxy(6379);
+
+  before(async () => {
+    await postgresProxy.start();
+    await redisProxy.start();
+    const database = new URL(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test');
+    database.port = String(postgresProxy.port);
+    await stack.start({
+      workers: 1,
+      env: { DATABASE_URL: database.toString(), REDIS_URL: `redis://127.0.0.1:${redisProxy.port}` },
+    });
+  });
+
+  after(async () => {
+    await postgresProxy.restore().catch(() => undefined);
+    await redisProxy.restore().catch(() => undefined);
+    await stack.stopAll();
+    await postgresProxy.cut();
+    await redisProxy.cut();
+  });
+
+  test('PostgreSQL down: fast 503, ready says so, then recovers', async () => {
+    await postgresProxy.cut();
+    const started = Date.now();
+
+    const created = await call(stack, 'POST', '/api/v1/visitors', { json: { name: 'during outage' } });
+    const elapsedMs = Date.now() - started;
+    const ready = await call(stack, 'GET', '/ready');
+
+    assert.equal(created.status, 503, JSON.stringify(created.json));
+    assert.equal(created.json.error.code, 'DEPENDENCY_UNAVAILABLE');
+    assert.ok(elapsedMs < 8000, `took ${elapsedMs} ms`);
+    assert.equal(ready.status, 503);
+    assert.equal(ready.json.checks.postgres.ok, false);
+
+    await postgresProxy.restore();
+    const recovered = await eventually('visitor creation after PostgreSQL returns', async () => {
+      const response = await call(stack, 'POST', '/api/v1/visitors', { json: { name: 'after outage' } });
+      return response.status === 201 ? response : undefined;
+    });
+    assert.equal(recovered.json.name, 'after outage');
+  });
+
+  test('Redis down: fast 503, ready says so, then recovers', async () => {
+    const image = await photo('edge/png/32bit.png');
+    await redisProxy.cut();
+
+    const detected = await call(stack, 'POST', '/api/v1/detect', { image });
+    const ready = await call(stack, 'GET', '/ready');
+
+    assert.equal(detected.status, 503, JSON.stringify(detected.json));
+    assert.equal(detected.json.error.code, 'DEPENDENCY_UNAVAILABLE');
+    assert.ok(detected.headers.get('retry-after'));
+    assert.equal(ready.status, 503);
+    assert.equal(ready.json.checks.redis.ok, false);
+
+    await redisProxy.restore();
+    const recovered = await eventually('detection after Redis returns', async () => {
+      const response = await call(stack, 'POST', '/api/v1/detect', { image });
+      return response.status === 200 ? response : undefined;
+    });
+    assert.equal(recovered.json.faces.length, 1);
+  });
+});
+
+describe('backlog limit and deadline', { skip, timeout: 120_000 }, () => {
+  const stack = new Stack();
+
+  before(async () => {
+    await stack.start({ workers: 1, env: { QUEUE_MAX_WAITING: '2', REQUEST_TIMEOUT_MS: '2000' } });
+    assert.equal(await stack.stop('worker-1'), 0);
+  });
+
+  after(async () => {
+    await stack.stopAll();
+  });
+
+  test('without workers requests time out, then the queue is full', async () => {
+    const image = await photo('edge/png/32bit.png');
+
+    const first = await Promise.all([1, 2, 3].map(() => call(stack, 'POST', '/api/v1/detect', { image })));
+    const later = await call(stack, 'POST', '/api/v1/detect', { image });
+
+    const codes = first.map((response) => response.json.error.code).sort();
+    assert.ok(codes.includes('TIMEOUT'), codes.join(','));
+    for (const response of first.filter((r) => r.json.error.code === 'TIMEOUT')) assert.equal(response.status, 504);
+    assert.equal(later.status, 503);
+    assert.equal(later.json.error.code, 'QUEUE_FULL');
+    assert.equal(later.headers.get('retry-after'), '1');
+  });
+});
+
+describe('worker killed mid-job', { skip, timeout: 180_000 }, () => {
+  const stack = new Stack();
+
+  before(async () => {
+    await stack.start({ workers: 1, env: { REQUEST_TIMEOUT_MS: '30000' } });
+  });
+
+  after(async () => {
+    await stack.stopAll();
+  });
+
+  test('another worker finishes the enrolment exactly once', async () => {
+    const visitor = (await call(stack, 'POST', '/api/v1/visitors', { json: { name: 'Beer' } })).json;
+    const image = await photo('edge/large/craft-beer.jpg');
+
+    const pending = call(stack, 'POST', `/api/v1/visitors/${visitor.id}/faces`, { image });
+    // The 6000x4000 photo takes a few hundred milliseconds to decode: kill the worker inside that.
+    await sleep(150);
+    await stack.stop('worker-1', 'SIGKILL');
+    stack.spawn('worker', 'worker-2');
+    const enrolled = await pending;
+    const list = await call(stack, 'GET', `/api/v1/visitors/${visitor.id}/faces`);
+
+    await sleep(1500); // two heartbeat intervals, so the counts are current
+    const redis = new Redis(TEST_REDIS_URL);
+    const workers = await readHeartbeats(redis, keyNames(stack.prefix), 'worker');
+    await redis.quit();
+
+    assert.equal(enrolled.status, 201, JSON.stringify(enrolled.json));
+    assert.equal(list.json.items.length, 1);
+    // Only the new worker is alive; it processed the job the killed one had taken.
+    assert.equal(workers.length, 1);
+    assert.ok(Number(workers[0]!.detail.processed) >= 1, JSON.stringify(workers[0]!.detail));
+  });
+});

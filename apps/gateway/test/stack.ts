@@ -1,0 +1,215 @@
+// Test harness: starts the real stack (matcher, inference workers, gateway) as
+// child processes against the local PostgreSQL and Redis, in a schema and a
+// Redis key prefix of its own, and removes both afterwards.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { findRepoRoot } from '@facegate/config';
+import { createDatabase } from '@facegate/db';
+import { Redis } from 'ioredis';
+
+const root = findRepoRoot(fileURLToPath(new URL('.', import.meta.url)));
+export const TEST_DATABASE_URL =
+  process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+export const TEST_REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+const ENTRIES = {
+  matcher: 'apps/matcher/dist/src/main.js',
+  worker: 'apps/inference-worker/dist/src/main.js',
+  gateway: 'apps/gateway/dist/src/main.js',
+} as const;
+
+export type Role = keyof typeof ENTRIES;
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() =>
+        typeof address === 'object' && address
+          ? resolve(address.port)
+          : reject(new Error('no port')),
+      );
+    });
+  });
+}
+
+export interface StackOptions {
+  workers?: number;
+  env?: Record<string, string>;
+}
+
+export class Stack {
+  readonly schema = `test_${randomBytes(6).toString('hex')}`;
+  readonly prefix = `test-${randomBytes(6).toString('hex')}`;
+  readonly processes = new Map<string, ChildProcess>();
+  readonly logs = new Map<string, string[]>();
+  port = 0;
+  indexDir = '';
+  env: Record<string, string> = {};
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async start(options: StackOptions = {}): Promise<void> {
+    this.port = await freePort();
+    this.indexDir = await mkdtemp(join(tmpdir(), 'facegate-index-'));
+    this.env = {
+      ...(process.env as Record<string, string>),
+      DATABASE_URL: TEST_DATABASE_URL,
+      REDIS_URL: TEST_REDIS_URL,
+      DATABASE_SCHEMA: this.schema,
+      QUEUE_PREFIX: this.prefix,
+      INDEX_DIR: this.indexDir,
+      PORT: String(this.port),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'info',
+      HEARTBEAT_INTERVAL_MS: '500',
+      INDEX_PERSIST_DELAY_MS: '200',
+      ...options.env,
+    };
+    this.spawn('matcher');
+    for (let i = 0; i < (options.workers ?? 1); i += 1) this.spawn('worker', `worker-${i + 1}`);
+    this.spawn('gateway');
+    await this.waitReady();
+  }
+
+  spawn(role: Role, name: string = role): ChildProcess {
+    const child = spawn(process.execPath, ['--enable-source-maps', join(root, ENTRIES[role])], {
+      cwd: root,
+      env: this.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const lines: string[] = [];
+    this.logs.set(name, lines);
+    child.stdout.on('data', (chunk: Buffer) => lines.push(chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => lines.push(chunk.toString()));
+    this.processes.set(name, child);
+    return child;
+  }
+
+  /** Stops one process with `signal` and resolves with its exit code. */
+  async stop(name: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    const child = this.processes.get(name);
+    if (!child || child.exitCode !== null || child.signalCode !== null)
+      return child?.exitCode ?? null;
+    const exited = new Promise<number | null>((resolve) =>
+      child.once('exit', (code) => resolve(code)),
+    );
+    child.kill(signal);
+    const code = await exited;
+    this.processes.delete(name);
+    return code;
+  }
+
+  async waitReady(timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last = '';
+    while (Date.now() < deadline) {
+      try {
+        const response = await fetch(`${this.url}/ready`);
+        last = await response.text();
+        if (response.status === 200) return;
+      } catch (error) {
+        last = String(error);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    throw new Error(`stack not ready after ${timeoutMs} ms: ${last}\n${this.dumpLogs()}`);
+  }
+
+  dumpLogs(): string {
+    return [...this.logs]
+      .map(([name, lines]) => `--- ${name}\n${lines.join('').slice(-3000)}`)
+      .join('\n');
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.processes.keys()].map((name) => this.stop(name)));
+    const db = createDatabase({ url: TEST_DATABASE_URL, schema: this.schema, maxConnections: 1 });
+    await db.sql.unsafe(`drop schema if exists "${this.schema}" cascade`).catch(() => undefined);
+    await db.close();
+    const redis = new Redis(TEST_REDIS_URL);
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${this.prefix}:*`, 'COUNT', 500);
+      cursor = next;
+      if (keys.length > 0) await redis.del(...keys);
+    } while (cursor !== '0');
+    await redis.quit();
+    await rm(this.indexDir, { recursive: true, force: true });
+  }
+}
+
+/** Sends a request and returns status, parsed JSON body and headers. */
+export async function call(
+  stack: Stack,
+  method: string,
+  path: string,
+  body?: {
+    json?: unknown;
+    image?: Buffer;
+    form?: Record<string, Buffer | string>;
+    raw?: Buffer;
+    type?: string;
+  },
+): Promise<{ status: number; json: any; headers: Headers }> {
+  const init: RequestInit = { method };
+  if (body?.json !== undefined) {
+    init.body = JSON.stringify(body.json);
+    init.headers = { 'content-type': 'application/json' };
+  } else if (body?.form) {
+    const form = new FormData();
+    for (const [key, value] of Object.entries(body.form)) {
+      form.append(
+        key,
+        typeof value === 'string' ? value : new Blob([value]),
+        typeof value === 'string' ? undefined : `${key}.jpg`,
+      );
+    }
+    init.body = form;
+  } else if (body?.image) {
+    const form = new FormData();
+    form.append('image', new Blob([body.image]), 'image.jpg');
+    init.body = form;
+  } else if (body?.raw) {
+    init.body = body.raw;
+    init.headers = { 'content-type': body.type ?? 'image/jpeg' };
+  }
+  const response = await fetch(`${stack.url}${path}`, init);
+  const text = await response.text();
+  let json: unknown = undefined;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = text;
+  }
+  return { status: response.status, json, headers: response.headers };
+}
+
+/** Runs `work` over `items` with at most `concurrency` in flight. */
+export async function mapConcurrent<T, R>(
+  items: readonly T[],
+  concurrency: number,
+  work: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < items.length) {
+        const index = next;
+        next += 1;
+        results[index] = await work(items[index]!);
+      }
+    }),
+  );
+  return results;
+}
