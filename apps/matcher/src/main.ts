@@ -1,1 +1,253 @@
-export {};
+/**
+ * The matcher process: owns the face index, processes identify jobs of the match queue
+ * and reports its state in a Redis heartbeat. Run as `node apps/matcher/dist/src/main.js`.
+ * Exits 2 on invalid configuration, 1 when the start fails, 0 after SIGTERM or SIGINT.
+ */
+import { performance } from 'node:perf_hooks';
+
+import type { Config } from '@facegate/config';
+import { ConfigError, loadConfig } from '@facegate/config';
+import type { MatchJob } from '@facegate/contracts';
+import { QUEUE_NAMES, createRedis, keyNames } from '@facegate/contracts';
+import type { Database } from '@facegate/db';
+import { createDatabase, migrate } from '@facegate/db';
+import { FaceGateError } from '@facegate/errors';
+import { createLogger } from '@facegate/logger';
+import { Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+
+import { FailureLog } from './failure-log.js';
+import { HeartbeatPublisher } from './heartbeat.js';
+import { IndexService } from './index-service.js';
+import { createMatchProcessor } from './match-job.js';
+import { embedderModel } from './models.js';
+
+/** After this, shutdown gives up on the remaining steps and exits 1. */
+const SHUTDOWN_TIMEOUT_MS = 10_000;
+const REDIS_READY_TIMEOUT_MS = 10_000;
+
+interface Resources {
+  db?: Database;
+  redis?: Redis;
+  workerRedis?: Redis;
+  service?: IndexService;
+  heartbeat?: HeartbeatPublisher;
+  worker?: Worker<MatchJob, void>;
+}
+
+function readConfig(): Config {
+  try {
+    return loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`matcher: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+}
+
+const config = readConfig();
+const logger = createLogger('matcher', config.logLevel);
+const model = embedderModel(config.faceEmbedder);
+const keys = keyNames(config.queuePrefix);
+const resources: Resources = {};
+let workerRunning = false;
+let stopping: Promise<void> | null = null;
+
+async function start(): Promise<void> {
+  const startedMs = performance.now();
+  logger.info(
+    {
+      modelId: model.modelId,
+      indexDir: config.indexDir,
+      databaseSchema: config.databaseSchema,
+      queuePrefix: config.queuePrefix,
+      concurrency: config.matcherConcurrency,
+    },
+    'matcher starting',
+  );
+
+  const db = createDatabase({ url: config.databaseUrl, schema: config.databaseSchema });
+  resources.db = db;
+  await migrate(db);
+
+  const redis = createRedis(config.redisUrl);
+  resources.redis = redis;
+  const redisFailures = new FailureLog(logger, {
+    failed: 'the Redis connection failed; replies and heartbeats fail until it reconnects',
+    recovered: 'the Redis connection is ready again',
+  });
+  redis.on('error', (error) => redisFailures.failed(error));
+  redis.on('ready', () => redisFailures.succeeded());
+  await waitUntilReady(redis);
+
+  const service = new IndexService({
+    db,
+    model,
+    indexDir: config.indexDir,
+    hnsw: {
+      M: config.hnswM,
+      efConstruction: config.hnswEfConstruction,
+      ef: config.hnswEf,
+      initialCapacity: config.hnswInitialCapacity,
+      exactSearchMaxFaces: config.exactSearchMaxFaces,
+    },
+    persistDelayMs: config.indexPersistDelayMs,
+    feedPollIntervalMs: config.feedPollIntervalMs,
+    logger,
+    onUpdate: () => resources.heartbeat?.publish(),
+  });
+  resources.service = service;
+  const heartbeat = new HeartbeatPublisher({
+    redis,
+    keys,
+    intervalMs: config.heartbeatIntervalMs,
+    logger,
+    read: () => {
+      const status = service.status();
+      return { ready: status.state === 'ready' && workerRunning, detail: status };
+    },
+  });
+  resources.heartbeat = heartbeat;
+  heartbeat.start();
+
+  await service.start();
+  if (stopping !== null) return;
+  const worker = startWorker(service, db, redis);
+  await worker.waitUntilReady();
+  workerRunning = true;
+  heartbeat.publish();
+
+  const status = service.status();
+  logger.info(
+    {
+      state: status.state,
+      faces: status.index?.size,
+      visitors: status.index?.visitors,
+      lastSeq: status.index?.lastSeq,
+      durationMs: Math.round(performance.now() - startedMs),
+    },
+    'matcher started',
+  );
+}
+
+function startWorker(service: IndexService, db: Database, redis: Redis): Worker<MatchJob, void> {
+  // BullMQ's blocking commands need maxRetriesPerRequest: null, hence a connection of their own.
+  const workerRedis = createRedis(config.redisUrl, { blocking: true });
+  resources.workerRedis = workerRedis;
+  const processor = createMatchProcessor({
+    index: service,
+    db,
+    redis,
+    logger,
+    identifyThreshold: config.identifyThreshold,
+  });
+  const worker = new Worker<MatchJob, void>(QUEUE_NAMES.match, processor, {
+    connection: workerRedis,
+    prefix: keys.bullPrefix,
+    concurrency: config.matcherConcurrency,
+  });
+  resources.worker = worker;
+
+  const workerFailures = new FailureLog(logger, {
+    failed: 'the match worker reported an error',
+    recovered: 'the match worker is taking jobs again',
+  });
+  worker.on('error', (error) => workerFailures.failed(error));
+  worker.on('completed', () => workerFailures.succeeded());
+  return worker;
+}
+
+/**
+ * Waits for the first connection; the client keeps retrying through connection errors.
+ * Throws FaceGateError DEPENDENCY_UNAVAILABLE when Redis is not ready within the timeout.
+ */
+function waitUntilReady(redis: Redis): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const onReady = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      redis.off('ready', onReady);
+      reject(
+        new FaceGateError(
+          'DEPENDENCY_UNAVAILABLE',
+          `Redis did not become ready within ${REDIS_READY_TIMEOUT_MS} ms; check REDIS_URL and that the server is running`,
+        ),
+      );
+    }, REDIS_READY_TIMEOUT_MS);
+    redis.once('ready', onReady);
+  });
+}
+
+/** Runs every shutdown step once, even when one fails, then exits with `exitCode`. */
+function shutdown(reason: string, exitCode: number): Promise<void> {
+  stopping ??= runShutdown(reason, exitCode);
+  return stopping;
+}
+
+async function runShutdown(reason: string, exitCode: number): Promise<void> {
+  const startedMs = performance.now();
+  logger.info({ reason }, 'matcher stopping');
+  const hardStop = setTimeout(() => {
+    logger.error(
+      { timeoutMs: SHUTDOWN_TIMEOUT_MS },
+      'shutdown did not finish in time; exiting without the remaining steps',
+    );
+    process.exit(1);
+  }, SHUTDOWN_TIMEOUT_MS);
+
+  // close() stops taking jobs and waits for the jobs in progress.
+  await runStep('closing the match worker', () => resources.worker?.close());
+  workerRunning = false;
+  await runStep('stopping the face index', () => resources.service?.stop());
+  await runStep('removing the heartbeat', () => resources.heartbeat?.stop());
+  await runStep('closing Redis', () => closeRedis(resources.redis, resources.workerRedis));
+  await runStep('closing PostgreSQL', () => resources.db?.close());
+
+  clearTimeout(hardStop);
+  logger.info({ durationMs: Math.round(performance.now() - startedMs) }, 'matcher stopped');
+  process.exit(exitCode);
+}
+
+async function runStep(name: string, step: () => Promise<unknown> | undefined): Promise<void> {
+  try {
+    await step();
+  } catch (error) {
+    logger.error({ err: error }, `${name} failed; continuing the shutdown`);
+  }
+}
+
+async function closeRedis(...connections: Array<Redis | undefined>): Promise<void> {
+  await Promise.all(
+    connections.map(async (connection) => {
+      if (connection === undefined) return;
+      // QUIT needs a live connection; a reconnecting one is simply dropped.
+      if (connection.status !== 'ready') {
+        connection.disconnect();
+        return;
+      }
+      await connection.quit().catch(() => connection.disconnect());
+    }),
+  );
+}
+
+process.on('SIGTERM', () => void shutdown('SIGTERM', 0));
+process.on('SIGINT', () => void shutdown('SIGINT', 0));
+process.on('unhandledRejection', (error) => {
+  logger.fatal({ err: error }, 'unhandled promise rejection');
+  void shutdown('unhandled promise rejection', 1);
+});
+
+try {
+  await start();
+} catch (error) {
+  // A signal during the start makes it fail on purpose; the shutdown already runs.
+  if (stopping === null) {
+    logger.fatal({ err: error }, 'matcher failed to start');
+    await shutdown('start failed', 1);
+  }
+}
