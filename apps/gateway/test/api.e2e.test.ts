@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 
 import { FACES_MISSING, facesDir } from '@facegate/config';
 
-import { Stack, call } from './stack.js';
+import { Stack, call } from '@facegate/testing';
 
 const faces = facesDir();
 const stack = new Stack();

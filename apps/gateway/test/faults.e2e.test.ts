@@ -7,15 +7,19 @@ import { FACES_MISSING, facesDir } from '@facegate/config';
 import { keyNames, readHeartbeats } from '@facegate/contracts';
 import { Redis } from 'ioredis';
 
-import { CuttableProxy } from './proxy.js';
-import { Stack, TEST_REDIS_URL, call } from './stack.js';
+import { CuttableProxy } from '@facegate/testing';
+import { Stack, TEST_REDIS_URL, call } from '@facegate/testing';
 
 const faces = facesDir();
 const skip = faces ? false : FACES_MISSING;
 const photo = (path: string): Promise<Buffer> => readFile(join(faces!, path));
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function eventually<T>(what: string, attempt: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+async function eventually<T>(
+  what: string,
+  attempt: () => Promise<T | undefined>,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await attempt();
@@ -53,7 +57,9 @@ describe('PostgreSQL and Redis outages', { skip, timeout: 240_000 }, () => {
     await postgresProxy.cut();
     const started = Date.now();
 
-    const created = await call(stack, 'POST', '/api/v1/visitors', { json: { name: 'during outage' } });
+    const created = await call(stack, 'POST', '/api/v1/visitors', {
+      json: { name: 'during outage' },
+    });
     const elapsedMs = Date.now() - started;
     const ready = await call(stack, 'GET', '/ready');
 
@@ -65,7 +71,9 @@ describe('PostgreSQL and Redis outages', { skip, timeout: 240_000 }, () => {
 
     await postgresProxy.restore();
     const recovered = await eventually('visitor creation after PostgreSQL returns', async () => {
-      const response = await call(stack, 'POST', '/api/v1/visitors', { json: { name: 'after outage' } });
+      const response = await call(stack, 'POST', '/api/v1/visitors', {
+        json: { name: 'after outage' },
+      });
       return response.status === 201 ? response : undefined;
     });
     assert.equal(recovered.json.name, 'after outage');
@@ -108,12 +116,15 @@ describe('backlog limit and deadline', { skip, timeout: 120_000 }, () => {
   test('without workers requests time out, then the queue is full', async () => {
     const image = await photo('edge/png/32bit.png');
 
-    const first = await Promise.all([1, 2, 3].map(() => call(stack, 'POST', '/api/v1/detect', { image })));
+    const first = await Promise.all(
+      [1, 2, 3].map(() => call(stack, 'POST', '/api/v1/detect', { image })),
+    );
     const later = await call(stack, 'POST', '/api/v1/detect', { image });
 
     const codes = first.map((response) => response.json.error.code).sort();
     assert.ok(codes.includes('TIMEOUT'), codes.join(','));
-    for (const response of first.filter((r) => r.json.error.code === 'TIMEOUT')) assert.equal(response.status, 504);
+    for (const response of first.filter((r) => r.json.error.code === 'TIMEOUT'))
+      assert.equal(response.status, 504);
     assert.equal(later.status, 503);
     assert.equal(later.json.error.code, 'QUEUE_FULL');
     assert.equal(later.headers.get('retry-after'), '1');
@@ -132,7 +143,8 @@ describe('worker killed mid-job', { skip, timeout: 180_000 }, () => {
   });
 
   test('another worker finishes the enrolment exactly once', async () => {
-    const visitor = (await call(stack, 'POST', '/api/v1/visitors', { json: { name: 'Beer' } })).json;
+    const visitor = (await call(stack, 'POST', '/api/v1/visitors', { json: { name: 'Beer' } }))
+      .json;
     const image = await photo('edge/large/craft-beer.jpg');
 
     const pending = call(stack, 'POST', `/api/v1/visitors/${visitor.id}/faces`, { image });

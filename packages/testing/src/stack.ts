@@ -7,13 +7,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import { findRepoRoot } from '@facegate/config';
 import { createDatabase } from '@facegate/db';
 import { Redis } from 'ioredis';
 
-const root = findRepoRoot(fileURLToPath(new URL('.', import.meta.url)));
+const root = findRepoRoot();
 export const TEST_DATABASE_URL =
   process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 export const TEST_REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -148,6 +147,14 @@ export class Stack {
   }
 }
 
+/** A response as tests see it; `json` is untyped because each test asserts its shape. */
+export interface CallResult {
+  status: number;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  json: any;
+  headers: Headers;
+}
+
 /** Sends a request and returns status, parsed JSON body and headers. */
 export async function call(
   stack: Stack,
@@ -160,7 +167,7 @@ export async function call(
     raw?: Buffer;
     type?: string;
   },
-): Promise<{ status: number; json: any; headers: Headers }> {
+): Promise<CallResult> {
   const init: RequestInit = { method };
   if (body?.json !== undefined) {
     init.body = JSON.stringify(body.json);
@@ -200,7 +207,7 @@ export async function mapConcurrent<T, R>(
   concurrency: number,
   work: (item: T) => Promise<R>,
 ): Promise<R[]> {
-  const results: R[] = new Array(items.length);
+  const results = new Array<R>(items.length);
   let next = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {

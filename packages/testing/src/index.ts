@@ -1,0 +1,2 @@
+export * from './proxy.js';
+export * from './stack.js';
