@@ -42,6 +42,8 @@ async function freePort(): Promise<number> {
 export interface StackOptions {
   workers?: number;
   env?: Record<string, string>;
+  /** How long to wait for /ready; a matcher building a large index needs minutes. */
+  readyTimeoutMs?: number;
 }
 
 export class Stack {
@@ -62,7 +64,7 @@ export class Stack {
     this.indexDir = await mkdtemp(join(tmpdir(), 'facegate-index-'));
     this.env = {
       ...(process.env as Record<string, string>),
-      DATABASE_URL: TEST_DATABASE_URL,
+      DATABASE_URL: this.env.DATABASE_URL ?? TEST_DATABASE_URL,
       REDIS_URL: TEST_REDIS_URL,
       DATABASE_SCHEMA: this.schema,
       QUEUE_PREFIX: this.prefix,
@@ -77,7 +79,7 @@ export class Stack {
     this.spawn('matcher');
     for (let i = 0; i < (options.workers ?? 1); i += 1) this.spawn('worker', `worker-${i + 1}`);
     this.spawn('gateway');
-    await this.waitReady();
+    await this.waitReady(options.readyTimeoutMs);
   }
 
   spawn(role: Role, name: string = role): ChildProcess {

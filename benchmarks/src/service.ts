@@ -1,0 +1,250 @@
+// End-to-end service benchmark (`npm run bench:service`): /api/v1/recognize on
+// a 640x480 one-face JPEG with a gallery of --gallery faces (default 100,000
+// random unit vectors, as the peer loads), at concurrency 1 and 16, through
+// the whole stack (gateway, 2 inference workers, matcher) started here, then
+// the Python peer in ../shared/peers through its own bench.sh, one after the
+// other on the same machine. Prints loadgen's figures, server CPU per request,
+// and the CPU limit (cores / in-process per-image cost) measured in this run.
+// Options: --gallery N, --requests1 N, --requests16 N, --skip-peer.
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync, existsSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+
+import { findRepoRoot, loadConfig } from '@facegate/config';
+import { createDatabase, encodeEmbedding, migrate } from '@facegate/db';
+import { Stack } from '@facegate/testing';
+import { FacePipeline } from '@facegate/vision';
+
+const root = findRepoRoot();
+const peers = join(root, '..', 'shared', 'peers');
+const image = join(peers, 'obama1_640x480.jpg');
+
+function option(name: string, fallback: number): number {
+  const index = process.argv.indexOf(`--${name}`);
+  return index > 0 ? Number(process.argv[index + 1]) : fallback;
+}
+
+/** Deterministic random unit vectors (mulberry32 + Box-Muller), like the peer's load_random. */
+function* randomUnitVectors(count: number, dim: number, seed: number): Generator<Float32Array> {
+  let state = seed >>> 0;
+  const uniform = (): number => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  for (let i = 0; i < count; i += 1) {
+    const vector = new Float32Array(dim);
+    let norm = 0;
+    for (let d = 0; d < dim; d += 1) {
+      const value = Math.sqrt(-2 * Math.log(uniform() + 1e-12)) * Math.cos(2 * Math.PI * uniform());
+      vector[d] = value;
+      norm += value * value;
+    }
+    norm = Math.sqrt(norm);
+    for (let d = 0; d < dim; d += 1) vector[d] = vector[d]! / norm;
+    yield vector;
+  }
+}
+
+/** Inserts `count` visitors with one random face each, in batches, before the matcher starts. */
+async function fillGallery(stack: Stack, count: number, modelId: string): Promise<number> {
+  const started = performance.now();
+  const db = createDatabase({
+    url: stack.env.DATABASE_URL ?? '',
+    schema: stack.schema,
+    maxConnections: 2,
+  });
+  await migrate(db);
+  const { sql } = db;
+  const vectors = randomUnitVectors(count, 128, 1);
+  const batch = 5000;
+  for (let start = 0; start < count; start += batch) {
+    const size = Math.min(batch, count - start);
+    const names = Array.from({ length: size }, (_, i) => `synthetic-${start + i}`);
+    // Binary columns travel as hex text: the client cannot send a bytea[] parameter.
+    const embeddings: string[] = [];
+    const hashes: string[] = [];
+    for (let i = 0; i < size; i += 1) {
+      embeddings.push(encodeEmbedding(vectors.next().value as Float32Array).toString('hex'));
+      hashes.push(
+        Buffer.alloc(32, 0)
+          .fill(String(start + i))
+          .toString('hex'),
+      );
+    }
+    await sql.begin(async (tx) => {
+      const ids = await tx<{ id: string }[]>`
+        insert into ${tx(stack.schema)}.visitors (name, external_id)
+        select n, n from unnest(${names}::text[]) as n returning id`;
+      await tx`
+        insert into ${tx(stack.schema)}.faces (visitor_id, model_id, dim, embedding, image_sha256, detection_score, face_size)
+        select v, ${modelId}, 128, decode(e, 'hex'), decode(h, 'hex'), 1, 112
+        from unnest(${ids.map((row) => row.id)}::uuid[], ${embeddings}::text[], ${hashes}::text[]) as t(v, e, h)`;
+    });
+  }
+  await db.close();
+  return (performance.now() - started) / 1000;
+}
+
+interface LoadResult {
+  count: number;
+  errors: number;
+  throughput_rps: number;
+  latency_ms: { p50: number; p90: number; p99: number; mean: number; max: number };
+}
+
+function loadgen(url: string, concurrency: number, requests: number, warmup: number): LoadResult {
+  const result = spawnSync(
+    process.execPath,
+    [
+      join(peers, 'loadgen.mjs'),
+      '--url',
+      url,
+      '--file',
+      image,
+      '--field',
+      'image',
+      '--concurrency',
+      String(concurrency),
+      '--requests',
+      String(requests),
+      '--warmup',
+      String(warmup),
+    ],
+    { encoding: 'utf8', maxBuffer: 10 * 1024 * 1024 },
+  );
+  if (result.status !== 0) throw new Error(`loadgen failed: ${result.stderr}`);
+  return JSON.parse(result.stdout.trim().split('\n').pop()!) as LoadResult;
+}
+
+function cpuSecondsOf(pids: number[]): number {
+  const ticks =
+    Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+  let total = 0;
+  for (const pid of pids) {
+    try {
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      total += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // The process is gone; its time is lost from the sum.
+    }
+  }
+  return total / ticks;
+}
+
+async function inProcessCostMs(): Promise<number> {
+  const pipeline = await FacePipeline.create(loadConfig({}));
+  const bytes = readFileSync(image);
+  for (let i = 0; i < 30; i += 1) await pipeline.analyze(bytes);
+  const runs = 300;
+  const started = performance.now();
+  for (let i = 0; i < runs; i += 1) await pipeline.analyze(bytes);
+  const cost = (performance.now() - started) / runs;
+  await pipeline.close();
+  return cost;
+}
+
+function row(
+  name: string,
+  concurrency: number,
+  result: LoadResult,
+  cpuMsPerRequest: number,
+): string {
+  const l = result.latency_ms;
+  return `| ${name} | ${concurrency} | ${result.throughput_rps.toFixed(1)} | ${l.p50.toFixed(2)} | ${l.p90.toFixed(2)} | ${l.p99.toFixed(2)} | ${l.max.toFixed(2)} | ${result.errors} | ${cpuMsPerRequest.toFixed(1)} |`;
+}
+
+async function main(): Promise<void> {
+  const gallery = option('gallery', 100_000);
+  const requests1 = option('requests1', 500);
+  const requests16 = option('requests16', 2000);
+  const warmup = 50;
+  const cores = cpus().length;
+  const rows: string[] = [];
+
+  const costMs = await inProcessCostMs();
+  console.log(
+    `in-process pipeline cost: ${costMs.toFixed(2)} ms per image on one thread; CPU limit ${((cores * 1000) / costMs).toFixed(1)} requests/s on ${cores} cores`,
+  );
+
+  const stack = new Stack();
+  stack.env = {
+    DATABASE_URL: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
+  };
+  const fillSeconds = await fillGallery(stack, gallery, 'mobilefacenet_foamliu_128d');
+  console.log(`gallery: ${gallery} random unit vectors inserted in ${fillSeconds.toFixed(1)} s`);
+  try {
+    const started = performance.now();
+    await stack.start({ workers: 2, env: { LOG_LEVEL: 'warn' }, readyTimeoutMs: 900_000 });
+    console.log(
+      `stack ready (index built from PostgreSQL) in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+    );
+    const pids = [...stack.processes.values()].map((child) => child.pid!).filter(Boolean);
+    const url = `${stack.url}/api/v1/recognize`;
+    for (const [concurrency, requests] of [
+      [1, requests1],
+      [16, requests16],
+    ] as const) {
+      loadgen(url, concurrency, warmup, 0);
+      const before = cpuSecondsOf(pids);
+      const result = loadgen(url, concurrency, requests, 0);
+      const cpuMs = ((cpuSecondsOf(pids) - before) * 1000) / Math.max(1, result.count);
+      rows.push(row('facegate', concurrency, result, cpuMs));
+    }
+  } finally {
+    await stack.stopAll();
+  }
+
+  if (
+    !process.argv.includes('--skip-peer') &&
+    existsSync(join(peers, 'seed_replica', 'bench.sh'))
+  ) {
+    const peer = spawn('bash', [join(peers, 'seed_replica', 'bench.sh'), image], {
+      env: {
+        ...process.env,
+        GALLERY: String(gallery),
+        REQUESTS_1: String(requests1),
+        REQUESTS_16: String(requests16),
+        WARMUP: String(warmup),
+        PORT: '9100',
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let output = '';
+    peer.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => peer.on('exit', resolve));
+    if (code !== 0) console.log(`peer benchmark failed (exit ${code}); see its output above`);
+    for (const line of output.trim().split('\n')) {
+      const parsed = JSON.parse(line) as LoadResult & {
+        concurrency?: number;
+        server_cpu_ms_per_req?: number;
+        load_random?: unknown;
+      };
+      if (parsed.load_random || parsed.concurrency === undefined) continue;
+      rows.push(
+        row(
+          'peer (Python replica)',
+          parsed.concurrency,
+          parsed,
+          parsed.server_cpu_ms_per_req ?? NaN,
+        ),
+      );
+    }
+  }
+
+  console.log('');
+  console.log(
+    '| server | concurrency | requests/s | p50 ms | p90 ms | p99 ms | max ms | errors | server CPU ms/request |',
+  );
+  console.log('|---|---|---|---|---|---|---|---|---|');
+  for (const line of rows) console.log(line);
+  console.log(
+    `CPU limit: ${((cores * 1000) / costMs).toFixed(1)} requests/s (${cores} cores / ${costMs.toFixed(2)} ms in-process per image)`,
+  );
+}
+
+await main();
