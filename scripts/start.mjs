@@ -50,7 +50,7 @@ function stopAll(signal) {
 for (const app of apps) {
   const child = spawn(process.execPath, ['--enable-source-maps', join(root, app.entry)], {
     cwd: root,
-    env: process.env,
+    env: { ...process.env, ...app.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.set(app.name, child);

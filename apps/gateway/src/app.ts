@@ -19,6 +19,9 @@ import { FaceGateError, serializeError } from '@facegate/errors';
 import type { Logger } from '@facegate/logger';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Redis } from 'ioredis';
+import { HttpMetrics, QueueDepthMetrics, StageMetrics } from '@facegate/metrics';
+import type { Registry } from 'prom-client';
+import type { Queues } from '@facegate/contracts';
 
 import type { Dispatcher } from './dispatcher.js';
 import { readImages } from './images.js';
@@ -42,7 +45,12 @@ export interface GatewayDeps {
   keys: KeyNames;
   dispatcher: Dispatcher;
   logger: Logger;
+  queues: Queues;
+  /** Registry served on /metrics; the gateway's collectors are added to it here. */
+  registry: Registry;
 }
+
+const QUEUE_STATES = ['waiting', 'active', 'delayed', 'failed'] as const;
 
 declare global {
   // eslint-disable-next-line @typescript-eslint/no-namespace
@@ -53,6 +61,8 @@ declare global {
     }
   }
 }
+
+const INFERENCE_ROUTES = new Set(['/api/v1/detect', '/api/v1/recognize', '/api/v1/verify']);
 
 /** Largest change-feed sequence this gateway has written or seen; recognitions wait for the matcher to reach it. */
 class SeqTracker {
@@ -160,6 +170,32 @@ export function createApp(deps: GatewayDeps): express.Express {
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
 
+  const http = new HttpMetrics(deps.registry);
+  const stages = new StageMetrics(deps.registry);
+  new QueueDepthMetrics(deps.registry, async () => {
+    const [inference, match] = await Promise.all([
+      deps.queues.inference.getJobCounts(...QUEUE_STATES),
+      deps.queues.match.getJobCounts(...QUEUE_STATES),
+    ]);
+    return { inference, match };
+  });
+
+  // Counted when the response ends, by route pattern (not the raw path, which holds ids).
+  app.use((request, response, next) => {
+    const started = process.hrtime.bigint();
+    response.on('finish', () => {
+      const route = request.route
+        ? `${request.baseUrl}${String((request.route as { path: string }).path)}`
+        : 'unmatched';
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      http.requests.inc({ method: request.method, route, status: String(response.statusCode) });
+      http.duration.observe({ method: request.method, route }, seconds);
+      if (INFERENCE_ROUTES.has(route) && response.statusCode < 400)
+        stages.duration.observe({ stage: 'end_to_end' }, seconds);
+    });
+    next();
+  });
+
   app.use((request, response, next) => {
     const header = request.headers['x-request-id'];
     const requestId =
@@ -167,6 +203,11 @@ export function createApp(deps: GatewayDeps): express.Express {
     request.requestId = requestId;
     response.setHeader('X-Request-Id', requestId);
     next();
+  });
+
+  app.get('/metrics', async (_request, response) => {
+    response.setHeader('content-type', deps.registry.contentType);
+    response.send(await deps.registry.metrics());
   });
 
   app.get('/health', (_request, response) => {
@@ -341,6 +382,7 @@ export function createApp(deps: GatewayDeps): express.Express {
 
   app.use((error: unknown, request: Request, response: Response, _next: NextFunction) => {
     const serialized = serializeError(error);
+    http.errors.inc({ code: serialized.code });
     if (serialized.code === 'INTERNAL') {
       logger.error({ err: error, requestId: request.requestId }, 'request failed');
     } else if (serialized.status >= 500) {

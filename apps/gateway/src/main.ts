@@ -6,9 +6,11 @@ import { type Config, ConfigError, loadConfig } from '@facegate/config';
 import { createQueues, createRedis, keyNames, waitForRedis } from '@facegate/contracts';
 import { createDatabase, migrate } from '@facegate/db';
 import { createLogger } from '@facegate/logger';
+import { createRegistry } from '@facegate/metrics';
 
 import { createApp } from './app.js';
 import { Dispatcher } from './dispatcher.js';
+import { attachStreamServer } from './stream/index.js';
 
 const SHUTDOWN_TIMEOUT_MS = 15_000;
 
@@ -51,11 +53,17 @@ async function main(): Promise<void> {
   });
   await dispatcher.start();
 
-  const app = createApp({ config, db, redis, keys, dispatcher, logger });
+  const registry = createRegistry('gateway');
+  const app = createApp({ config, db, redis, keys, dispatcher, logger, queues, registry });
   const server: Server = await new Promise((resolve) => {
     const listening = app.listen(config.port, config.host, () => resolve(listening));
   });
   server.keepAliveTimeout = 65_000;
+  const streams = attachStreamServer(server, {
+    dispatcher,
+    logger,
+    maxImageBytes: config.maxImageBytes,
+  });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   logger.info({ host: config.host, port }, 'gateway listening');
@@ -69,6 +77,8 @@ async function main(): Promise<void> {
     }, SHUTDOWN_TIMEOUT_MS);
     timer.unref();
     const steps: [string, () => Promise<unknown>][] = [
+      // Upgraded sockets keep server.close() waiting, so the streams close first.
+      ['close WebSocket streams', () => streams.close()],
       [
         'stop accepting connections',
         () =>

@@ -327,6 +327,54 @@ describe(
       assert.equal(index.json.modelId, 'mobilefacenet_foamliu_128d');
     });
 
+    test('every process serves metrics that move with requests', async () => {
+      const image = await photo('identity-small/face_recognition_knn/test/obama1.jpg');
+      const scrape = async (url: string): Promise<string> => (await fetch(url)).text();
+      const count = (text: string, pattern: RegExp): number =>
+        [...text.matchAll(pattern)].reduce((sum, match) => sum + Number(match[1]), 0);
+      const before = await scrape(`${stack.url}/metrics`);
+
+      for (let i = 0; i < 3; i += 1) await call(stack, 'POST', '/api/v1/recognize', { image });
+      const gateway = await scrape(`${stack.url}/metrics`);
+      const worker = await scrape(`http://127.0.0.1:${stack.metricsPorts.get('worker-1')}/metrics`);
+      const matcher = await scrape(`http://127.0.0.1:${stack.metricsPorts.get('matcher')}/metrics`);
+
+      const endToEnd =
+        /facegate_stage_duration_seconds_count\{[^}]*stage="end_to_end"[^}]*\} (\d+)/g;
+      assert.ok(count(gateway, endToEnd) >= count(before, endToEnd) + 3);
+      assert.match(
+        gateway,
+        /facegate_http_requests_total\{[^}]*route="\/api\/v1\/recognize"[^}]*status="200"[^}]*\} \d+/,
+      );
+      assert.match(
+        gateway,
+        /facegate_queue_jobs\{[^}]*queue="inference"[^}]*state="waiting"[^}]*\} \d+/,
+      );
+      for (const stage of ['decode', 'detect', 'align', 'embed', 'queue_wait']) {
+        assert.ok(
+          count(
+            worker,
+            new RegExp(
+              `facegate_stage_duration_seconds_count\\{[^}]*stage="${stage}"[^}]*\\} (\\d+)`,
+              'g',
+            ),
+          ) >= 3,
+          stage,
+        );
+      }
+      assert.match(
+        worker,
+        /facegate_model_info\{[^}]*model_id="mobilefacenet_foamliu_128d"[^}]*\} 1/,
+      );
+      assert.match(worker, /facegate_jobs_total\{[^}]*outcome="completed"[^}]*\} \d+/);
+      assert.ok(
+        count(matcher, /facegate_stage_duration_seconds_count\{[^}]*stage="match"[^}]*\} (\d+)/g) >=
+          3,
+      );
+      assert.match(matcher, /facegate_index_faces\{[^}]*\} \d+/);
+      assert.match(matcher, /facegate_process_cpu_seconds_total/);
+    });
+
     test('unknown route is a JSON 404', async () => {
       const response = await call(stack, 'GET', '/api/v1/nothing');
 

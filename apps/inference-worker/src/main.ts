@@ -21,6 +21,13 @@ import {
 import { createDatabase, migrate } from '@facegate/db';
 import { serializeError } from '@facegate/errors';
 import { createLogger } from '@facegate/logger';
+import {
+  JobMetrics,
+  ModelInfoMetric,
+  StageMetrics,
+  createRegistry,
+  serveMetrics,
+} from '@facegate/metrics';
 import { type Job, UnrecoverableError, Worker } from 'bullmq';
 
 import { blobKeysOf, handleInferenceJob } from './handlers.js';
@@ -52,6 +59,21 @@ async function main(): Promise<void> {
   });
   logger.info({ models: models.models, threads: pool.threads }, 'models loaded');
 
+  const registry = createRegistry('inference-worker');
+  const stages = new StageMetrics(registry);
+  const jobMetrics = new JobMetrics(registry);
+  new ModelInfoMetric(registry).set(models.models);
+  pool.onTimings = (timings) => stages.observeTimings(timings);
+  const metricsServer = await serveMetrics(registry, config.metricsHost, config.metricsPort).catch(
+    (error: unknown) => {
+      logger.error(
+        { err: error, port: config.metricsPort },
+        'metrics endpoint failed to start; continuing without it',
+      );
+      return undefined;
+    },
+  );
+
   const db = createDatabase({ url: config.databaseUrl, schema: config.databaseSchema });
   await migrate(db);
   const redis = createRedis(config.redisUrl);
@@ -68,6 +90,7 @@ async function main(): Promise<void> {
     const data = job.data;
     const log = logger.child({ requestId: data.requestId, jobId: job.id, kind: data.kind });
     const queueWaitMs = Math.max(0, Date.now() - job.timestamp);
+    stages.observeTimings({ queueWaitMs });
     const finalAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
     try {
       const outcome = await handleInferenceJob(context, data, queueWaitMs);
@@ -105,6 +128,24 @@ async function main(): Promise<void> {
     maxStalledCount: 1,
   });
   worker.on('error', (error) => logger.error({ err: error }, 'queue worker error'));
+  worker.on('completed', () =>
+    jobMetrics.jobs.inc({ queue: QUEUE_NAMES.inference, outcome: 'completed' }),
+  );
+  worker.on('failed', (job, error) => {
+    // BullMQ retries unless attempts are used up or the error is an UnrecoverableError.
+    const retried =
+      job !== undefined &&
+      error.name !== 'UnrecoverableError' &&
+      job.attemptsMade < (job.opts.attempts ?? 1);
+    jobMetrics.jobs.inc({ queue: QUEUE_NAMES.inference, outcome: retried ? 'retried' : 'failed' });
+  });
+  worker.on('stalled', (jobId) => {
+    jobMetrics.jobs.inc({ queue: QUEUE_NAMES.inference, outcome: 'stalled' });
+    logger.warn(
+      { jobId },
+      'job stalled (a worker stopped renewing its lock); it goes back to the queue',
+    );
+  });
 
   async function beat(ready: boolean): Promise<void> {
     const heartbeat: Heartbeat = {
@@ -148,6 +189,13 @@ async function main(): Promise<void> {
       ['close queues', () => queues.close()],
       ['close Redis', () => redis.quit()],
       ['close PostgreSQL', () => db.close()],
+      [
+        'close the metrics endpoint',
+        () =>
+          new Promise((resolve) =>
+            metricsServer ? metricsServer.close(resolve) : resolve(undefined),
+          ),
+      ],
     ];
     for (const [name, step] of steps) {
       try {

@@ -14,6 +14,9 @@ export class VisionPool {
   readonly #piscina: Piscina;
   readonly threads: number;
 
+  /** Called with the stage timings of every detect or analyze call (metrics). */
+  onTimings: ((timings: Record<string, number | undefined>) => void) | undefined;
+
   constructor(threads: number) {
     this.threads = threads;
     this.#piscina = new Piscina({
@@ -45,13 +48,22 @@ export class VisionPool {
     return responses[0]!;
   }
 
-  detect(bytes: Uint8Array, params: ThreadParams): Promise<DetectResponse> {
-    return this.#run({ op: 'detect', bytes: copyForTransfer(bytes), params });
+  async detect(bytes: Uint8Array, params: ThreadParams): Promise<DetectResponse> {
+    const copy = copyForTransfer(bytes);
+    const response = await this.#run<DetectResponse>({ op: 'detect', bytes: copy, params }, [
+      copy.buffer as ArrayBuffer,
+    ]);
+    this.onTimings?.(response.timings);
+    return response;
   }
 
-  analyze(bytes: Uint8Array, params: ThreadParams): Promise<AnalyzeResponse> {
+  async analyze(bytes: Uint8Array, params: ThreadParams): Promise<AnalyzeResponse> {
     const copy = copyForTransfer(bytes);
-    return this.#run({ op: 'analyze', bytes: copy, params }, [copy.buffer as ArrayBuffer]);
+    const response = await this.#run<AnalyzeResponse>({ op: 'analyze', bytes: copy, params }, [
+      copy.buffer as ArrayBuffer,
+    ]);
+    this.onTimings?.({ ...response.timings });
+    return response;
   }
 
   get utilization(): number {

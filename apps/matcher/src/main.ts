@@ -3,6 +3,7 @@
  * and reports its state in a Redis heartbeat. Run as `node apps/matcher/dist/src/main.js`.
  * Exits 2 on invalid configuration, 1 when the start fails, 0 after SIGTERM or SIGINT.
  */
+import type { Server } from 'node:http';
 import { performance } from 'node:perf_hooks';
 
 import type { Config } from '@facegate/config';
@@ -18,6 +19,13 @@ import type { Redis } from 'ioredis';
 
 import { FailureLog } from './failure-log.js';
 import { HeartbeatPublisher } from './heartbeat.js';
+import {
+  IndexMetrics,
+  JobMetrics,
+  StageMetrics,
+  createRegistry,
+  serveMetrics,
+} from '@facegate/metrics';
 import { IndexService } from './index-service.js';
 import { createMatchProcessor } from './match-job.js';
 import { embedderModel } from './models.js';
@@ -32,6 +40,7 @@ interface Resources {
   workerRedis?: Redis;
   service?: IndexService;
   heartbeat?: HeartbeatPublisher;
+  metricsServer?: Server | undefined;
   worker?: Worker<MatchJob, void>;
 }
 
@@ -52,6 +61,8 @@ const logger = createLogger('matcher', config.logLevel);
 const model = embedderModel(config.faceEmbedder);
 const keys = keyNames(config.queuePrefix);
 const resources: Resources = {};
+const registry = createRegistry('matcher');
+const metrics = { jobs: new JobMetrics(registry), stages: new StageMetrics(registry) };
 let workerRunning = false;
 let stopping: Promise<void> | null = null;
 
@@ -99,6 +110,23 @@ async function start(): Promise<void> {
     onUpdate: () => resources.heartbeat?.publish(),
   });
   resources.service = service;
+  new IndexMetrics(registry, () => {
+    const status = service.status();
+    return status.index
+      ? { ...status.index, rebuildDurationMs: status.rebuild?.lastDurationMs ?? null }
+      : undefined;
+  });
+  resources.metricsServer = await serveMetrics(
+    registry,
+    config.metricsHost,
+    config.metricsPort,
+  ).catch((error: unknown) => {
+    logger.error(
+      { err: error, port: config.metricsPort },
+      'metrics endpoint failed to start; continuing without it',
+    );
+    return undefined;
+  });
   const heartbeat = new HeartbeatPublisher({
     redis,
     keys,
@@ -142,6 +170,8 @@ function startWorker(service: IndexService, db: Database, redis: Redis): Worker<
     redis,
     logger,
     identifyThreshold: config.identifyThreshold,
+    onAnswered: (timings) =>
+      metrics.stages.duration.observe({ stage: 'match' }, (timings.matchMs ?? 0) / 1000),
   });
   const worker = new Worker<MatchJob, void>(QUEUE_NAMES.match, processor, {
     connection: workerRedis,
@@ -155,7 +185,21 @@ function startWorker(service: IndexService, db: Database, redis: Redis): Worker<
     recovered: 'the match worker is taking jobs again',
   });
   worker.on('error', (error) => workerFailures.failed(error));
-  worker.on('completed', () => workerFailures.succeeded());
+  worker.on('completed', () => {
+    workerFailures.succeeded();
+    metrics.jobs.jobs.inc({ queue: QUEUE_NAMES.match, outcome: 'completed' });
+  });
+  worker.on('failed', (job, error) => {
+    // BullMQ retries unless attempts are used up or the error is an UnrecoverableError.
+    const retried =
+      job !== undefined &&
+      error.name !== 'UnrecoverableError' &&
+      job.attemptsMade < (job.opts.attempts ?? 1);
+    metrics.jobs.jobs.inc({ queue: QUEUE_NAMES.match, outcome: retried ? 'retried' : 'failed' });
+  });
+  worker.on('stalled', () =>
+    metrics.jobs.jobs.inc({ queue: QUEUE_NAMES.match, outcome: 'stalled' }),
+  );
   return worker;
 }
 
@@ -207,6 +251,13 @@ async function runShutdown(reason: string, exitCode: number): Promise<void> {
   await runStep('removing the heartbeat', () => resources.heartbeat?.stop());
   await runStep('closing Redis', () => closeRedis(resources.redis, resources.workerRedis));
   await runStep('closing PostgreSQL', () => resources.db?.close());
+  await runStep(
+    'closing the metrics endpoint',
+    () =>
+      new Promise((resolve) =>
+        resources.metricsServer ? resources.metricsServer.close(resolve) : resolve(undefined),
+      ),
+  );
 
   clearTimeout(hardStop);
   logger.info({ durationMs: Math.round(performance.now() - startedMs) }, 'matcher stopped');

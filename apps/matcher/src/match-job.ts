@@ -17,6 +17,8 @@ export interface MatchJobDependencies extends IdentifyDependencies {
   /** Connection that publishes replies (not a blocking or subscriber connection). */
   redis: Redis;
   logger: Logger;
+  /** Called with the timings of every answered job (metrics). */
+  onAnswered?: (timings: Record<string, number>) => void;
 }
 
 /**
@@ -49,6 +51,7 @@ export function createMatchProcessor(
     try {
       const result = await identify(data, dependencies, logger);
       result.timings.queueWaitMs = Math.max(0, startedAtMs - job.timestamp);
+      dependencies.onAnswered?.(result.timings);
       reply = { correlationId: data.correlationId, ok: true, result };
     } catch (error) {
       await replyWithError(job, error, dependencies.redis, logger);

@@ -277,6 +277,18 @@ export const variables = {
     '2000',
     integer(100, 60_000),
   ),
+  metricsHost: variable(
+    'METRICS_HOST',
+    'Address the /metrics endpoint of an inference worker or matcher listens on (the gateway serves /metrics on its API port).',
+    '127.0.0.1',
+    z.string().min(1),
+  ),
+  metricsPort: variable(
+    'METRICS_PORT',
+    'TCP port of the /metrics endpoint of an inference worker or matcher; 0 turns it off. `npm start` gives the matcher 9464 and worker N 9464+N.',
+    '9464',
+    integer(0, 65535),
+  ),
   logLevel: variable(
     'LOG_LEVEL',
     'pino log level: fatal, error, warn, info, debug, trace or silent.',

@@ -51,6 +51,8 @@ export class Stack {
   readonly prefix = `test-${randomBytes(6).toString('hex')}`;
   readonly processes = new Map<string, ChildProcess>();
   readonly logs = new Map<string, string[]>();
+  /** METRICS_PORT of each worker and matcher process, by process name. */
+  readonly metricsPorts = new Map<string, number>();
   port = 0;
   indexDir = '';
   env: Record<string, string> = {};
@@ -76,16 +78,18 @@ export class Stack {
       INDEX_PERSIST_DELAY_MS: '200',
       ...options.env,
     };
-    this.spawn('matcher');
-    for (let i = 0; i < (options.workers ?? 1); i += 1) this.spawn('worker', `worker-${i + 1}`);
+    this.spawn('matcher', 'matcher', await freePort());
+    for (let i = 0; i < (options.workers ?? 1); i += 1)
+      this.spawn('worker', `worker-${i + 1}`, await freePort());
     this.spawn('gateway');
     await this.waitReady(options.readyTimeoutMs);
   }
 
-  spawn(role: Role, name: string = role): ChildProcess {
+  spawn(role: Role, name: string = role, metricsPort = 0): ChildProcess {
+    if (metricsPort) this.metricsPorts.set(name, metricsPort);
     const child = spawn(process.execPath, ['--enable-source-maps', join(root, ENTRIES[role])], {
       cwd: root,
-      env: this.env,
+      env: { ...this.env, METRICS_PORT: String(metricsPort) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const lines: string[] = [];

@@ -55,9 +55,15 @@ export function sniffFormat(bytes: Uint8Array): ImageFormat {
   return 'unknown';
 }
 
-
 /** The formats the decoder accepts. */
-export const SUPPORTED_FORMATS: ReadonlySet<ImageFormat> = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'avif']);
+export const SUPPORTED_FORMATS: ReadonlySet<ImageFormat> = new Set([
+  'jpeg',
+  'png',
+  'webp',
+  'gif',
+  'tiff',
+  'avif',
+]);
 
 /** A format's name for messages: 'HEIC', 'JPEG', or 'unrecognised data'. */
 export function formatName(format: ImageFormat): string {
