@@ -25,6 +25,8 @@ import type { Queues } from '@facegate/contracts';
 
 import type { Dispatcher } from './dispatcher.js';
 import { readImages } from './images.js';
+import { buildOpenApi } from './openapi.js';
+import { swaggerUiRouter } from './docs.js';
 import {
   detectQuery,
   enrolQuery,
@@ -209,6 +211,12 @@ export function createApp(deps: GatewayDeps): express.Express {
     response.setHeader('content-type', deps.registry.contentType);
     response.send(await deps.registry.metrics());
   });
+
+  const openapi = buildOpenApi('0.1.0');
+  app.get('/openapi.json', (_request, response) => {
+    response.json(openapi);
+  });
+  app.use('/docs', swaggerUiRouter('/openapi.json'));
 
   app.get('/health', (_request, response) => {
     response.json({ status: 'ok' });
