@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { FACES_MISSING, facesDir, findRepoRoot, variables } from '@facegate/config';
+import { QUEUE_NAMES, createQueues, keyNames } from '@facegate/contracts';
+import { Stack, TEST_REDIS_URL, call, mapConcurrent } from '@facegate/testing';
+import { Redis } from 'ioredis';
+
+const faces = facesDir();
+const root = findRepoRoot();
+
+test('each app reports every invalid variable and exits 2', () => {
+  for (const app of ['gateway', 'inference-worker', 'matcher']) {
+    const result = spawnSync(
+      process.execPath,
+      [join(root, 'apps', app, 'dist', 'src', 'main.js')],
+      {
+        encoding: 'utf8',
+        timeout: 20_000,
+        env: {
+          ...process.env,
+          PORT: 'eighty',
+          HNSW_M: '1',
+          REDIS_URL: 'http://nope',
+          LOG_LEVEL: 'loud',
+        },
+      },
+    );
+
+    assert.equal(result.status, 2, `${app}: ${result.stderr}`);
+    for (const name of ['PORT', 'HNSW_M', 'REDIS_URL', 'LOG_LEVEL'])
+      assert.match(result.stderr, new RegExp(name), `${app} omits ${name}`);
+  }
+});
+
+test('README and .env.example list every variable', async () => {
+  const readme = await readFile(join(root, 'README.md'), 'utf8');
+  const example = await readFile(join(root, '.env.example'), 'utf8');
+
+  for (const spec of Object.values(variables)) {
+    assert.ok(readme.includes(`\`${spec.env}\``), `README lacks ${spec.env}`);
+    assert.ok(example.includes(`${spec.env}=`), `.env.example lacks ${spec.env}`);
+  }
+});
+
+describe(
+  'graceful shutdown under load',
+  { skip: faces ? false : FACES_MISSING, timeout: 240_000 },
+  () => {
+    const stack = new Stack();
+
+    before(async () => {
+      await stack.start({
+        workers: 1,
+        env: { REQUEST_TIMEOUT_MS: '60000', INFERENCE_CONCURRENCY: '2' },
+      });
+    });
+
+    after(async () => {
+      await stack.stopAll();
+    });
+
+    test('SIGTERM to a busy worker loses no enrolment and leaves no job active', async () => {
+      const people = (await readFile(join(faces!, 'lfw-meta', 'people_min20.txt'), 'utf8'))
+        .trim()
+        .split('\n')
+        .slice(0, 12);
+      const visitors = await mapConcurrent(people, 4, async (line) => {
+        const name = line.trim().split(/\s+/)[0]!;
+        return {
+          name,
+          id: (await call(stack, 'POST', '/api/v1/visitors', { json: { name } })).json.id as string,
+        };
+      });
+      const jobs = visitors.flatMap((visitor) => [1, 2].map((index) => ({ ...visitor, index })));
+
+      const pending = mapConcurrent(jobs, 8, async ({ name, id, index }) => {
+        const file = join(faces!, 'lfw', name, `${name}_${String(index).padStart(4, '0')}.jpg`);
+        return (
+          await call(stack, 'POST', `/api/v1/visitors/${id}/faces?multiple_faces=largest`, {
+            image: await readFile(file),
+          })
+        ).status;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const exitCode = await stack.stop('worker-1', 'SIGTERM');
+      stack.spawn('worker', 'worker-2');
+      const statuses = await pending;
+
+      const stored = await Promise.all(
+        visitors.map(
+          async (visitor) =>
+            (await call(stack, 'GET', `/api/v1/visitors/${visitor.id}/faces`)).json.items.length,
+        ),
+      );
+      const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+      const queues = createQueues(redis, keyNames(stack.prefix));
+      const counts = await queues.inference.getJobCounts('active', 'waiting');
+      await queues.close();
+      await redis.quit();
+
+      assert.equal(exitCode, 0);
+      assert.deepEqual(
+        statuses,
+        jobs.map(() => 201),
+      );
+      assert.deepEqual(
+        stored,
+        visitors.map(() => 2),
+      );
+      assert.equal(counts.active, 0);
+      assert.equal(counts.waiting, 0);
+      assert.equal(QUEUE_NAMES.inference, 'inference');
+    });
+  },
+);
