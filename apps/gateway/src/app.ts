@@ -194,6 +194,16 @@ export function createApp(deps: GatewayDeps): express.Express {
       http.duration.observe({ method: request.method, route }, seconds);
       if (INFERENCE_ROUTES.has(route) && response.statusCode < 400)
         stages.duration.observe({ stage: 'end_to_end' }, seconds);
+      logger.debug(
+        {
+          requestId: request.requestId,
+          method: request.method,
+          route,
+          status: response.statusCode,
+          durationMs: Math.round(seconds * 1000),
+        },
+        'request answered',
+      );
     });
     next();
   });

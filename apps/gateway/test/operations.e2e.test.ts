@@ -117,3 +117,46 @@ describe(
     });
   },
 );
+
+describe(
+  'request id across processes',
+  { skip: faces ? false : FACES_MISSING, timeout: 120_000 },
+  () => {
+    const stack = new Stack();
+
+    before(async () => {
+      await stack.start({ workers: 1, env: { LOG_LEVEL: 'debug' } });
+    });
+
+    after(async () => {
+      await stack.stopAll();
+    });
+
+    test('X-Request-Id appears in gateway, worker and matcher logs', async () => {
+      const image = await readFile(
+        join(faces!, 'identity-small', 'face_recognition_knn', 'test', 'obama1.jpg'),
+      );
+      const form = new FormData();
+      form.append('image', new Blob([image]), 'obama1.jpg');
+
+      const response = await fetch(`${stack.url}/api/v1/recognize`, {
+        method: 'POST',
+        body: form,
+        headers: { 'x-request-id': 'trace-4242' },
+      });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+
+      assert.equal(response.status, 200);
+      for (const name of ['gateway', 'worker-1', 'matcher']) {
+        const lines = stack.logs
+          .get(name)!
+          .join('')
+          .split('\n')
+          .filter((line) => line.includes('"requestId":"trace-4242"'));
+        assert.ok(lines.length > 0, `${name} logged nothing with the request id`);
+        for (const line of lines)
+          assert.doesNotThrow(() => JSON.parse(line), `${name} wrote a line that is not JSON`);
+      }
+    });
+  },
+);

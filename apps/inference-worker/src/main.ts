@@ -97,6 +97,13 @@ async function main(): Promise<void> {
       if (outcome !== 'forwarded')
         await publish(job, { correlationId: data.correlationId, ok: true, result: outcome.reply });
       processed += 1;
+      log.debug(
+        {
+          durationMs: Date.now() - job.timestamp - queueWaitMs,
+          forwarded: outcome === 'forwarded',
+        },
+        'inference job done',
+      );
       await redis.del(...blobKeysOf(data)).catch(() => undefined);
     } catch (error) {
       const inputError = isInputError(error);
