@@ -20,7 +20,11 @@ function findTests(dir, out) {
   return out;
 }
 
-const roots = [join(root, 'models', 'test'), join(root, 'infra', 'test'), join(root, 'benchmarks', 'dist', 'test')];
+const roots = [
+  join(root, 'models', 'test'),
+  join(root, 'infra', 'test'),
+  join(root, 'benchmarks', 'dist', 'test'),
+];
 for (const group of ['apps', 'packages']) {
   for (const name of readdirSync(join(root, group)))
     roots.push(join(root, group, name, 'dist', 'test'));

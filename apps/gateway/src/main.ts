@@ -6,11 +6,11 @@ import { type Config, ConfigError, loadConfig } from '@facegate/config';
 import { createQueues, createRedis, keyNames, waitForRedis } from '@facegate/contracts';
 import { createDatabase, migrate } from '@facegate/db';
 import { createLogger } from '@facegate/logger';
-import { createRegistry } from '@facegate/metrics';
+import { StreamMetrics, createRegistry } from '@facegate/metrics';
 
 import { createApp } from './app.js';
 import { Dispatcher } from './dispatcher.js';
-import { attachStreamServer } from './stream/index.js';
+import { attachStreamServer, streamOptionsFromConfig } from './stream/index.js';
 
 const SHUTDOWN_TIMEOUT_MS = 15_000;
 
@@ -63,7 +63,12 @@ async function main(): Promise<void> {
     dispatcher,
     logger,
     maxImageBytes: config.maxImageBytes,
+    options: streamOptionsFromConfig(config),
   });
+  const streamMetrics = new StreamMetrics(registry, () => streams.stats);
+  streams.stats.on('frameLatency', (gatewayMs) =>
+    streamMetrics.frameDuration.observe(gatewayMs / 1000),
+  );
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   logger.info({ host: config.host, port }, 'gateway listening');

@@ -133,6 +133,7 @@ describe('frame scheduler', () => {
     scheduler.submit(lane, 'a2');
     const discarded = scheduler.closeLane(lane);
     const rejected = scheduler.submit(lane, 'a3');
+    await settle();
     await runner.finish('a1');
 
     assert.equal(discarded, 'a2');

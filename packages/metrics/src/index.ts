@@ -180,22 +180,47 @@ export class HttpMetrics {
   }
 }
 
+export interface StreamCounts {
+  connections: number;
+  framesReceived: number;
+  framesProcessed: number;
+  framesDropped: number;
+}
+
 export class StreamMetrics {
   readonly connections: Gauge;
   readonly frames: Counter<'outcome'>;
   readonly frameDuration: Histogram;
 
-  constructor(registry: Registry) {
+  /** `read` returns the stream endpoint's running totals; counters advance by the difference at each scrape. */
+  constructor(registry: Registry, read: () => StreamCounts) {
+    const last = { received: 0, processed: 0, dropped: 0 };
     this.connections = new Gauge({
       name: `${METRIC_PREFIX}stream_connections`,
       help: 'Open WebSocket camera streams.',
       registers: [registry],
+      collect() {
+        this.set(read().connections);
+      },
     });
     this.frames = new Counter({
       name: `${METRIC_PREFIX}stream_frames_total`,
-      help: 'WebSocket frames by outcome: received, processed, dropped.',
+      help: 'WebSocket frames by outcome: received, processed (a result was sent), dropped (replaced by a newer frame or discarded for a slow client).',
       labelNames: ['outcome'],
       registers: [registry],
+      collect() {
+        const counts = read();
+        const now = {
+          received: counts.framesReceived,
+          processed: counts.framesProcessed,
+          dropped: counts.framesDropped,
+        };
+        for (const outcome of ['received', 'processed', 'dropped'] as const) {
+          const delta = now[outcome] - last[outcome];
+          if (delta > 0) this.inc({ outcome }, delta);
+          last[outcome] = now[outcome];
+        }
+      },
     });
     this.frameDuration = new Histogram({
       name: `${METRIC_PREFIX}stream_frame_duration_seconds`,

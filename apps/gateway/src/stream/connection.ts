@@ -105,7 +105,7 @@ export class StreamConnection {
       this.#alive = true;
     });
     // ws closes the connection itself after an error (1009 for an oversize
-    // message, 1002 for a protocol violation); the close line reports it.
+    // message, 1002 for a protocol violation), so the error is only kept for the close line.
     ws.on('error', (error) => {
       this.#socketError = error.message;
     });
@@ -133,7 +133,7 @@ export class StreamConnection {
     return this.#settings?.cameraId;
   }
 
-  /** Sends a close frame; the connection counts as closed for scheduling at once. */
+  /** Sends a close frame. The connection stops taking frames at once, before the client replies. */
   close(code: number, reason: string): void {
     this.#beginClose();
     if (this.#ws.readyState === WebSocket.OPEN || this.#ws.readyState === WebSocket.CONNECTING)
@@ -145,7 +145,7 @@ export class StreamConnection {
     this.#ws.terminate();
   }
 
-  /** Pings the client, or terminates it when it has not answered the previous ping. */
+  /** Pings the client, or terminates it when no pong came back for the previous ping. */
   heartbeat(): void {
     if (this.#ws.readyState !== WebSocket.OPEN) return;
     if (!this.#alive) {
@@ -153,6 +153,7 @@ export class StreamConnection {
         { cameraId: this.cameraId, heartbeatIntervalMs: this.#context.options.heartbeatIntervalMs },
         'stream client missed a heartbeat; terminating',
       );
+      this.#context.stats.unresponsiveClientsTerminated += 1;
       this.terminate();
       return;
     }
@@ -181,6 +182,7 @@ export class StreamConnection {
       { cameraId: this.cameraId, bufferedBytes, maxBufferedBytes, slowClientGraceMs },
       'stream client reads too slowly; closing',
     );
+    this.#context.stats.slowClientsClosed += 1;
     // A close reason is limited to 123 bytes.
     this.close(
       1013,
@@ -251,7 +253,7 @@ export class StreamConnection {
     const frame: Frame = {
       seq: this.#frameSeq,
       id: frameId,
-      settings: settings,
+      settings,
       bytes,
       receivedAtMs: performance.now(),
     };
@@ -284,9 +286,9 @@ export class StreamConnection {
     if (settings.mode === 'detect')
       return dispatcher.request('detect', requestId, [frame.bytes], { params: settings.params });
 
-    // NOTE: minSeq 0 means a stream does not wait for the matcher to apply this
-    // gateway's latest enrolments, as REST recognize does; a visitor enrolled a
-    // moment ago can go unnamed for the frames until the matcher catches up.
+    // NOTE: with minSeq 0 a stream does not wait, as REST recognize does, for the
+    // matcher to apply this gateway's latest enrolments. A visitor enrolled a
+    // moment ago can go unnamed in the frames until the matcher catches up.
     return dispatcher.request('recognize', requestId, [frame.bytes], {
       params: settings.params,
       match: { ...settings.match, minSeq: 0 },
@@ -321,7 +323,7 @@ export class StreamConnection {
     this.#context.stats.observeLatency(gatewayMs, settings.mode);
   }
 
-  /** Sends an error about one frame; a frame whose error cannot be sent counts as dropped. */
+  /** Sends an error about one frame. A frame whose error cannot be sent counts as dropped. */
   #sendFrameError(frameId: FrameId, error: unknown): void {
     if (!this.#sendError(error, frameId)) {
       this.#countDropped();
@@ -346,7 +348,7 @@ export class StreamConnection {
     return this.#send(message);
   }
 
-  /** Logs the first error of each code on this connection; the close line counts them all. */
+  /** Logs the first error of each code on this connection, and counts every one for the close line. */
   #noteError(serialized: SerializedError, error: unknown, frameId?: FrameId): void {
     const { code, status, message } = serialized;
     const seen = this.#errorCounts.get(code) ?? 0;
@@ -364,7 +366,7 @@ export class StreamConnection {
     this.#context.stats.framesDropped += 1;
   }
 
-  /** Sends unless the client is over its buffer cap; returns whether the message went out. */
+  /** Sends `message` unless the client is over its buffer cap, and returns whether it went out. */
   #send(message: ServerMessage): boolean {
     if (this.#closing || this.#ws.readyState !== WebSocket.OPEN) return false;
     if (this.#ws.bufferedAmount > this.#context.options.maxBufferedBytes) {

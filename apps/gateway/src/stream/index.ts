@@ -1,5 +1,5 @@
 export { type FrameDispatcher, StreamConnection } from './connection.js';
-export { type StreamOptions, readStreamOptions, streamVariables } from './options.js';
+export { type StreamOptions, readStreamOptions, streamOptionsFromConfig } from './options.js';
 export {
   type ClientMessage,
   type ErrorMessage,

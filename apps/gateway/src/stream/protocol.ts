@@ -6,7 +6,7 @@ import { z } from 'zod';
 
 import { parse } from '../schemas.js';
 
-/** Longest text message accepted; control messages are a few hundred bytes. */
+/** Maximum size of a text message, in bytes. Control messages are a few hundred bytes. */
 export const MAX_CONTROL_MESSAGE_BYTES = 4096;
 
 export type StreamMode = 'detect' | 'recognize';
@@ -14,7 +14,7 @@ export type FrameId = number | string;
 export type FrameTimestamp = number | string;
 
 // Same ranges as the REST query parameters in schemas.ts, but JSON numbers are
-// required: a string "0.5" is rejected rather than coerced.
+// required, so a string "0.5" is rejected rather than coerced.
 const minScore = z.number().min(0.05).max(1);
 const maxFaces = z.number().int().min(1).max(1000);
 const cameraId = z.string().regex(/^[\w.:-]{1,128}$/, 'must be 1-128 letters, digits, or . _ : -');
@@ -49,7 +49,7 @@ const frameMessage = z
   })
   .strict();
 
-/** How the frames after a config message are processed. */
+/** Processing settings for the frames after a config message. */
 export type StreamSettings =
   | { mode: 'detect'; cameraId?: string; params: DetectParams }
   | {

@@ -10,7 +10,7 @@ export interface SchedulerOptions {
   maxInFlightTotal: number;
 }
 
-/** Runs one frame to completion; the scheduler ignores its outcome and never sees a rejection. */
+/** Runs one frame to completion. The scheduler ignores the outcome, and a rejection only frees the frame's place. */
 export type FrameRunner<T> = (frame: T) => Promise<void>;
 
 /** One connection's place in the scheduler. */
@@ -65,7 +65,7 @@ export class FrameScheduler<T> {
     this.#pump();
   }
 
-  /** Removes the lane and returns its waiting frame; frames already running finish on their own. */
+  /** Removes the lane and returns its waiting frame. Frames already running finish on their own. */
   closeLane(lane: Lane<T>): T | undefined {
     const waiting = lane.waiting;
     lane.closed = true;
@@ -83,7 +83,10 @@ export class FrameScheduler<T> {
     );
   }
 
-  /** Adds a lane that became ready at the end of the rotation; a lane already there keeps its place. */
+  /**
+   * Puts a lane that became ready at the end of the rotation, and removes one
+   * that is no longer ready. A lane already in the rotation keeps its place.
+   */
   #refresh(lane: Lane<T>): void {
     if (!this.#isReady(lane)) this.#ready.delete(lane);
     else if (!this.#ready.has(lane)) this.#ready.add(lane);

@@ -17,9 +17,9 @@ import { StreamStats } from './stats.js';
 
 export const STREAM_PATH = '/api/v1/stream';
 
-/** How often each client's send buffer is compared with maxBufferedBytes. */
+/** Milliseconds between comparisons of each client's send buffer with maxBufferedBytes. */
 const BACK_PRESSURE_CHECK_INTERVAL_MS = 250;
-/** How long shutdown waits for clients to answer the 1001 close frame before cutting them off. */
+/** Milliseconds shutdown waits for clients to return the 1001 close frame before terminating them. */
 const SHUTDOWN_CLOSE_TIMEOUT_MS = 2000;
 
 export interface StreamServerDeps {
@@ -27,11 +27,11 @@ export interface StreamServerDeps {
   logger: Logger;
   /** Largest accepted frame, in bytes: the REST API's MAX_IMAGE_BYTES. */
   maxImageBytes: number;
-  /** Settings; read from process.env with readStreamOptions when omitted. */
+  /** Settings, read from process.env with readStreamOptions when omitted. */
   options?: StreamOptions;
 }
 
-/** Answers an upgrade request with a plain HTTP error and closes the socket. */
+/** Rejects an upgrade request with a plain HTTP error response and closes the socket. */
 function rejectUpgrade(
   socket: Duplex,
   status: number,
@@ -73,8 +73,8 @@ export class StreamServer {
       maxInFlightPerLane: this.options.maxInFlightPerStream,
       maxInFlightTotal: this.options.maxInFlightTotal,
     });
-    // permessage-deflate stays off (the ws default for servers): JPEG and PNG
-    // frames do not compress, and it would cost CPU on the gateway.
+    // permessage-deflate stays off (the ws default for servers), because JPEG and
+    // PNG frames do not compress and it would cost CPU on the gateway.
     this.#wss = new WebSocketServer({ noServer: true, maxPayload: this.options.maxPayloadBytes });
 
     server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) =>
@@ -92,14 +92,14 @@ export class StreamServer {
     return this.#connections.size;
   }
 
-  /** Closes every stream with 1001 and stops accepting new ones; safe to call twice. */
+  /** Closes every stream with 1001 and rejects new ones. Calling it again returns the same promise. */
   close(): Promise<void> {
     this.#closing ??= this.#shutdown();
     return this.#closing;
   }
 
   #onUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
-    // The path is compared as sent: parsing it as a URL would read '//host/...' as a host.
+    // The path is compared as sent, because parsing it as a URL would read '//host/...' as a host name.
     const path = (request.url ?? '').split('?')[0];
     if (path !== STREAM_PATH) {
       rejectUpgrade(
@@ -124,8 +124,8 @@ export class StreamServer {
         this.#logger.warn({ maxConnections }, 'stream rejected: connection limit reached');
         this.#limitLogged = true;
       }
-      // NOTE: there is no error code for a connection limit yet; QUEUE_FULL is
-      // the closest one ("too much work now, retry shortly").
+      // NOTE: the errors package has no code for a connection limit yet, so this
+      // uses QUEUE_FULL, the closest one ("too much work now, retry shortly").
       rejectUpgrade(
         socket,
         503,

@@ -23,6 +23,10 @@ export class StreamStats extends EventEmitter<StreamStatsEvents> {
   framesDropped = 0;
   /** Frames that got an error message: invalid image, no config yet, or a failed job. */
   framesFailed = 0;
+  /** Streams closed with 1013 because the client read too slowly. */
+  slowClientsClosed = 0;
+  /** Streams terminated because the client missed a heartbeat. */
+  unresponsiveClientsTerminated = 0;
 
   observeLatency(gatewayMs: number, mode: StreamMode): void {
     this.emit('frameLatency', gatewayMs, mode);
@@ -37,6 +41,8 @@ export class StreamStats extends EventEmitter<StreamStatsEvents> {
       framesProcessed: this.framesProcessed,
       framesDropped: this.framesDropped,
       framesFailed: this.framesFailed,
+      slowClientsClosed: this.slowClientsClosed,
+      unresponsiveClientsTerminated: this.unresponsiveClientsTerminated,
     };
   }
 }
