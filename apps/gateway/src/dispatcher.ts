@@ -13,6 +13,12 @@ import { FaceGateError, deserializeError } from '@facegate/errors';
 import type { Logger } from '@facegate/logger';
 import type { Redis } from 'ioredis';
 
+/**
+ * The backlog is read from Redis at most this often; between reads a burst can
+ * overshoot QUEUE_MAX_WAITING by the requests of one interval.
+ */
+const BACKLOG_READ_INTERVAL_MS = 50;
+
 interface Pending {
   resolve(result: unknown): void;
   reject(error: Error): void;
@@ -78,9 +84,18 @@ export class Dispatcher {
     else pending.reject(deserializeError(reply.error));
   }
 
+  /** Waiting-job count and when it was read; re-read at most every BACKLOG_READ_INTERVAL_MS. */
+  #backlog = { waiting: 0, readAt: 0 };
+
   /** Rejects with QUEUE_FULL when the waiting backlog is over the limit. */
   async #checkBacklog(): Promise<void> {
-    const waiting = await this.#options.queues.inference.getWaitingCount();
+    if (Date.now() - this.#backlog.readAt > BACKLOG_READ_INTERVAL_MS) {
+      this.#backlog = {
+        waiting: await this.#options.queues.inference.getWaitingCount(),
+        readAt: Date.now(),
+      };
+    }
+    const { waiting } = this.#backlog;
     if (waiting >= this.#options.queueMaxWaiting) {
       throw new FaceGateError(
         'QUEUE_FULL',

@@ -50,7 +50,8 @@ export function createMatchProcessor(
     let reply: Reply;
     try {
       const result = await identify(data, dependencies, logger);
-      result.timings.queueWaitMs = Math.max(0, startedAtMs - job.timestamp);
+      // The inference queue wait arrives as queueWaitMs; this is the wait in the match queue.
+      result.timings.matchQueueWaitMs = Math.max(0, startedAtMs - job.timestamp);
       dependencies.onAnswered?.(result.timings);
       reply = { correlationId: data.correlationId, ok: true, result };
     } catch (error) {

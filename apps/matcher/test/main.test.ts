@@ -253,7 +253,7 @@ test('matcher serves, stops and restarts', { timeout: 60_000 }, async (t) => {
     assert.deepEqual(face.box, job.faces[0]!.box);
     assert.equal(face.candidates.length, 3);
     assert.equal(result.timings.detectMs, 20);
-    assert.equal(typeof result.timings.queueWaitMs, 'number');
+    assert.equal(typeof result.timings.matchQueueWaitMs, 'number');
     assert.equal(typeof result.timings.matchMs, 'number');
     firstAnswer = result;
   });
