@@ -35,10 +35,12 @@ async function main(): Promise<void> {
   redis.on('error', (error) => logger.warn({ err: error }, 'Redis connection error'));
   const subscriber = createRedis(config.redisUrl, { blocking: true });
   subscriber.on('error', (error) => logger.warn({ err: error }, 'Redis subscriber error'));
-  const queueConnection = createRedis(config.redisUrl, { blocking: true });
+  // Fails fast while Redis is down (no offline queue), so requests get 503 instead of waiting.
+  const queueConnection = createRedis(config.redisUrl);
   queueConnection.on('error', (error) =>
     logger.warn({ err: error }, 'Redis queue connection error'),
   );
+  await waitForRedis(queueConnection);
   const queues = createQueues(queueConnection, keys);
   queues.inference.on('error', (error) => logger.warn({ err: error }, 'queue error'));
 

@@ -28,7 +28,10 @@ export class CuttableProxy {
       client.on('close', () => upstream.destroy());
       upstream.on('close', () => client.destroy());
     });
-    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', resolve);
+    });
     this.#server = server;
     const address = server.address();
     this.port = typeof address === 'object' && address ? address.port : port;
@@ -43,8 +46,9 @@ export class CuttableProxy {
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
-  /** Listens again on the same port. */
+  /** Listens again on the same port; does nothing while it is listening. */
   async restore(): Promise<void> {
+    if (this.#server) return;
     await this.start(this.port);
   }
 }
