@@ -5,17 +5,20 @@
 import { ConfigError, loadConfig } from '@facegate/config';
 import { FaceGateError, serializeError } from '@facegate/errors';
 
+import { batchCommand } from './batch.js';
 import { detectCommand, verifyCommand } from './commands.js';
 
 const USAGE = `usage: fr <command> [arguments]
 
 commands:
   detect <image> [--min-score S] [--limit N]   find faces: box, score, landmarks
-  verify <imageA> <imageB> [--threshold T]     compare the largest face of each image`;
+  verify <imageA> <imageB> [--threshold T]     compare the largest face of each image
+  batch directory|manifest|table|status|cancel  bulk extraction on a running gateway (fr batch --help)`;
 
 const COMMANDS: Record<string, typeof detectCommand> = {
   detect: detectCommand,
   verify: verifyCommand,
+  batch: batchCommand,
 };
 
 function fail(code: string, message: string, exitCode: number): never {

@@ -23,6 +23,7 @@ import { HttpMetrics, QueueDepthMetrics, StageMetrics } from '@facegate/metrics'
 import type { Registry } from 'prom-client';
 import type { Queues } from '@facegate/contracts';
 
+import { registerBatchRoutes } from './batches.js';
 import type { Dispatcher } from './dispatcher.js';
 import { readImages } from './images.js';
 import { buildOpenApi } from './openapi.js';
@@ -393,6 +394,8 @@ export function createApp(deps: GatewayDeps): express.Express {
       replicas: matchers.length,
     });
   });
+
+  registerBatchRoutes(app, deps);
 
   app.use((request, _response, next) => {
     next(new FaceGateError('NOT_FOUND', `no route for ${request.method} ${request.path}`));

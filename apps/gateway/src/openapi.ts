@@ -1,5 +1,6 @@
 import { z } from 'zod';
 
+import { batchIdParams, batchItemsQuery, newBatchBody } from './batches.js';
 import * as responses from './responses.js';
 import * as schemas from './schemas.js';
 
@@ -163,6 +164,54 @@ export const ROUTES: RouteSpec[] = [
     summary: 'Delete one stored face',
     pathParams: schemas.faceIdParams,
     responses: { 204: { description: 'Deleted' }, 404: error('Not found.') },
+  },
+  {
+    method: 'post',
+    path: '/api/v1/batches',
+    summary: 'Start a bulk enrolment from a directory, a manifest or a database table',
+    body: newBatchBody,
+    responses: {
+      202: {
+        description: 'Batch accepted; planning runs in a worker',
+        schema: responses.batchAcceptedResponse,
+      },
+      400: error('Invalid source or options.'),
+      415: error('Not JSON.'),
+      503: error('Redis or PostgreSQL unavailable.'),
+    },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/batches/{id}',
+    summary: 'Progress and outcome counts of a batch',
+    pathParams: batchIdParams,
+    responses: {
+      200: { description: 'Batch report', schema: responses.batchReportResponse },
+      404: error('Not found.'),
+    },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/batches/{id}/items',
+    summary: 'Items of a batch, optionally by status (paginated)',
+    pathParams: batchIdParams,
+    query: batchItemsQuery,
+    responses: {
+      200: { description: 'A page of items', schema: responses.batchItemsResponse },
+      400: error('Invalid query.'),
+      404: error('Not found.'),
+    },
+  },
+  {
+    method: 'delete',
+    path: '/api/v1/batches/{id}',
+    summary: 'Cancel a batch',
+    pathParams: batchIdParams,
+    responses: {
+      200: { description: 'Cancelled; final counts', schema: responses.batchReportResponse },
+      404: error('Not found.'),
+      409: error('The batch already ended.'),
+    },
   },
   {
     method: 'get',

@@ -123,3 +123,27 @@ export const readyResponse = z.object({
   status: z.enum(['ready', 'not ready']),
   checks: z.record(z.string(), z.object({ ok: z.boolean() }).passthrough()),
 });
+
+export const batchAcceptedResponse = z
+  .object({ id: z.string().uuid(), status: z.string() })
+  .passthrough();
+
+export const batchReportResponse = z
+  .object({
+    id: z.string().uuid(),
+    status: z.string(),
+    total: z.number().int(),
+    done: z.number().int(),
+    facesStored: z.number().int(),
+    noFace: z.number().int(),
+    multipleFaces: z.number().int(),
+    tooSmall: z.number().int(),
+    failed: z.number().int(),
+    skipped: z.number().int(),
+    pending: z.number().int(),
+  })
+  .passthrough();
+
+export const batchItemsResponse = z
+  .object({ items: z.array(z.record(z.string(), z.unknown())) })
+  .passthrough();

@@ -30,6 +30,7 @@ import {
 } from '@facegate/metrics';
 import { type Job, UnrecoverableError, Worker } from 'bullmq';
 
+import { startBatchWorker } from './batch/worker.js';
 import { blobKeysOf, handleInferenceJob } from './handlers.js';
 import { VisionPool, isInputError } from './pool.js';
 
@@ -78,7 +79,9 @@ async function main(): Promise<void> {
   await migrate(db);
   const redis = createRedis(config.redisUrl);
   await waitForRedis(redis, (error) => logger.warn({ err: error }, 'waiting for Redis'));
-  const queues = createQueues(createRedis(config.redisUrl, { blocking: true }), keys);
+  const queueConnection = createRedis(config.redisUrl);
+  await waitForRedis(queueConnection);
+  const queues = createQueues(queueConnection, keys);
   const context = { config, pool, redis, queues, db };
   let processed = 0;
 
@@ -154,6 +157,15 @@ async function main(): Promise<void> {
     );
   });
 
+  const batchWorker = startBatchWorker(
+    { config, pool, db, queues, logger, modelId: models.modelId },
+    {
+      connection: createRedis(config.redisUrl, { blocking: true }),
+      prefix: keys.bullPrefix,
+      concurrency: config.inferenceConcurrency,
+    },
+  );
+
   async function beat(ready: boolean): Promise<void> {
     const heartbeat: Heartbeat = {
       id,
@@ -191,6 +203,7 @@ async function main(): Promise<void> {
     clearInterval(heartbeatTimer);
     const steps: [string, () => Promise<unknown>][] = [
       ['stop taking jobs and finish in-flight ones', () => worker.close()],
+      ['stop taking batch jobs and finish in-flight ones', () => batchWorker.close()],
       ['remove heartbeat', () => removeHeartbeat(redis, keys, 'worker', id)],
       ['close thread pool', () => pool.close()],
       ['close queues', () => queues.close()],

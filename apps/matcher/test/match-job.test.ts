@@ -131,7 +131,10 @@ test('success is published with queue wait', async () => {
   assert.equal(result.faces[0]?.match?.visitorId, visitor.id);
   assert.equal(result.faces[0]?.match?.name, 'Replied');
   assert.equal(result.timings.detectMs, 7);
-  assert.ok(result.timings.matchQueueWaitMs! >= 30, `queueWaitMs ${result.timings.matchQueueWaitMs}`);
+  assert.ok(
+    result.timings.matchQueueWaitMs! >= 30,
+    `queueWaitMs ${result.timings.matchQueueWaitMs}`,
+  );
   assert.equal(typeof result.timings.matchMs, 'number');
 });
 

@@ -143,3 +143,11 @@ export function decodeVector(encoded: string): Float32Array {
   const copy = new Uint8Array(bytes);
   return new Float32Array(copy.buffer, 0, copy.length / 4);
 }
+
+/**
+ * Jobs of the batch queue. 'plan' enumerates a batch's source into items; 'item' extracts
+ * one image. Item details live in PostgreSQL (batch_items), so a job only names the item.
+ */
+export type BatchJob =
+  | { kind: 'plan'; batchId: string; requestId: string }
+  | { kind: 'item'; batchId: string; itemKey: string };

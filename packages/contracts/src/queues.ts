@@ -1,8 +1,10 @@
+import { createHash } from 'node:crypto';
+
 import { type JobsOptions, Queue, type QueueOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 
 import type { KeyNames } from './keys.js';
-import type { InferenceJob, MatchJob } from './messages.js';
+import type { BatchJob, InferenceJob, MatchJob } from './messages.js';
 
 /**
  * The registry of every queue, its job type and its job options. Nothing else
@@ -11,6 +13,7 @@ import type { InferenceJob, MatchJob } from './messages.js';
 export const QUEUE_NAMES = {
   inference: 'inference',
   match: 'match',
+  batch: 'batch',
 } as const;
 
 /**
@@ -25,9 +28,23 @@ export const REQUEST_JOB_OPTIONS: JobsOptions = {
   removeOnFail: { age: 3600, count: 1000 },
 };
 
+/**
+ * Batch jobs (planning and items): the outcome lives in PostgreSQL, so jobs are removed
+ * when they end, which also frees their deterministic ids for a resumed plan. Transient
+ * failures (database, Redis, file I/O) retry 5 times, 1, 2, 4 and 8 seconds apart; an
+ * input error ends the job at once (UnrecoverableError).
+ */
+export const BATCH_JOB_OPTIONS: JobsOptions = {
+  attempts: 5,
+  backoff: { type: 'exponential', delay: 1000 },
+  removeOnComplete: true,
+  removeOnFail: true,
+};
+
 export interface Queues {
   inference: Queue<InferenceJob>;
   match: Queue<MatchJob>;
+  batch: Queue<BatchJob>;
   close(): Promise<void>;
 }
 
@@ -35,11 +52,13 @@ export function createQueues(connection: Redis, keys: KeyNames): Queues {
   const options: QueueOptions = { connection, prefix: keys.bullPrefix };
   const inference = new Queue<InferenceJob>(QUEUE_NAMES.inference, options);
   const match = new Queue<MatchJob>(QUEUE_NAMES.match, options);
+  const batch = new Queue<BatchJob>(QUEUE_NAMES.batch, options);
   return {
     inference,
     match,
+    batch,
     async close() {
-      await Promise.allSettled([inference.close(), match.close()]);
+      await Promise.allSettled([inference.close(), match.close(), batch.close()]);
     },
   };
 }
@@ -53,4 +72,44 @@ export function addMatchJob(queues: Queues, job: MatchJob): Promise<unknown> {
     ...REQUEST_JOB_OPTIONS,
     jobId: `match-${job.correlationId}`,
   });
+}
+
+/** Job id of a batch's planning job: one at a time per batch. */
+export function batchPlanJobId(batchId: string): string {
+  return `plan-${batchId}`;
+}
+
+/**
+ * Job id of one batch item, derived from the batch id and item key so that planning the
+ * same batch again never queues a second job for an item whose job is still in Redis.
+ * The key is hashed because item keys are file paths, and BullMQ rejects ids with ':'.
+ */
+export function batchItemJobId(batchId: string, itemKey: string): string {
+  const digest = createHash('sha256').update(itemKey).digest('hex').slice(0, 32);
+  return `item-${batchId}-${digest}`;
+}
+
+export function addBatchPlanJob(
+  queues: Queues,
+  job: Extract<BatchJob, { kind: 'plan' }>,
+): Promise<unknown> {
+  return queues.batch.add(job.kind, job, {
+    ...BATCH_JOB_OPTIONS,
+    jobId: batchPlanJobId(job.batchId),
+  });
+}
+
+/** Queues item jobs in one Redis round trip; callers pass a bounded chunk (a few hundred). */
+export function addBatchItemJobs(
+  queues: Queues,
+  batchId: string,
+  itemKeys: readonly string[],
+): Promise<unknown> {
+  return queues.batch.addBulk(
+    itemKeys.map((itemKey) => ({
+      name: 'item',
+      data: { kind: 'item', batchId, itemKey },
+      opts: { ...BATCH_JOB_OPTIONS, jobId: batchItemJobId(batchId, itemKey) },
+    })),
+  );
 }

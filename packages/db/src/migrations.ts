@@ -123,8 +123,59 @@ create trigger faces_reject_update
 `,
 };
 
+const createBatchTables: Migration = {
+  version: 2,
+  name: 'create bulk extraction batches and their items',
+  sql: (schema) => `
+create table ${schema}.batches (
+  id uuid primary key default gen_random_uuid(),
+  status text not null default 'planning'
+    check (status in ('planning', 'running', 'completed', 'cancelled', 'failed')),
+  -- {type: 'directory' | 'manifest' | 'table', ...}; holds paths and identifiers, no secrets
+  source jsonb not null check (jsonb_typeof(source) = 'object'),
+  mode text not null check (mode in ('enrol', 'reextract')),
+  multiple_faces text not null check (multiple_faces in ('skip', 'largest')),
+  -- embedding model of the worker that planned the batch
+  model_id text,
+  -- source entries left out: non-image files of a directory source, table rows without an id
+  ignored_entries integer not null default 0,
+  -- {code, message} when planning failed for good
+  error jsonb,
+  created_at timestamptz not null default now(),
+  planned_at timestamptz,
+  finished_at timestamptz
+);
+
+create table ${schema}.batch_items (
+  batch_id uuid not null
+    constraint batch_items_batch_id_fkey references ${schema}.batches (id) on delete cascade,
+  -- stable within a batch: the relative path, the manifest's externalId and image, or the row id
+  item_key text not null,
+  external_id text,
+  name text,
+  -- absolute file path, or the id column value of a table source
+  locator text,
+  status text not null default 'pending'
+    check (status in ('pending', 'queued', 'done', 'no_face', 'multiple_faces', 'too_small', 'failed', 'skipped')),
+  -- error code of a failed item; reason is the human-readable outcome
+  code text,
+  reason text,
+  -- not a foreign key: a stored face may be deleted later without touching the report
+  face_id bigint,
+  faces_detected integer,
+  -- processing attempts started (a retry or a worker crash adds one)
+  attempts integer not null default 0,
+  updated_at timestamptz not null default now(),
+  primary key (batch_id, item_key)
+);
+
+-- Serves the per-status counts (index-only) and the status-filtered item pages.
+create index batch_items_batch_status_key_idx on ${schema}.batch_items (batch_id, status, item_key);
+`,
+};
+
 /** Every migration, in order. Append new ones; never edit one that has been released. */
-export const MIGRATIONS: readonly Migration[] = [createTables];
+export const MIGRATIONS: readonly Migration[] = [createTables, createBatchTables];
 
 export interface MigrationResult {
   /** Versions applied by this call, in order; empty when the schema was already current. */

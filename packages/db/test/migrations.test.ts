@@ -43,7 +43,7 @@ test('migrate creates the tables in the schema', async () => {
 
   assert.deepEqual(
     rows.map((row) => row.table_name),
-    ['face_changes', 'faces', 'schema_migrations', 'visitors'],
+    ['batch_items', 'batches', 'face_changes', 'faces', 'schema_migrations', 'visitors'],
   );
 });
 

@@ -1,0 +1,72 @@
+import { open } from 'node:fs/promises';
+
+import { FaceGateError } from '@facegate/errors';
+
+/**
+ * errno codes that running the job again cannot fix; any other code (EIO, EMFILE, EAGAIN,
+ * ESTALE, ...) may pass, as on a network file system that drops for a moment.
+ */
+const FINAL_ERRNO: Readonly<Record<string, 'NOT_FOUND' | 'INVALID_REQUEST'>> = {
+  ENOENT: 'NOT_FOUND',
+  ENOTDIR: 'INVALID_REQUEST',
+  EISDIR: 'INVALID_REQUEST',
+  EACCES: 'INVALID_REQUEST',
+  EPERM: 'INVALID_REQUEST',
+  ELOOP: 'INVALID_REQUEST',
+  ENAMETOOLONG: 'INVALID_REQUEST',
+};
+
+/**
+ * Turns a file system error into a FaceGateError: NOT_FOUND or INVALID_REQUEST when the
+ * path itself is wrong (not retried), DEPENDENCY_UNAVAILABLE otherwise (retried).
+ */
+export function fileError(error: unknown, path: string, what: string): FaceGateError {
+  if (error instanceof FaceGateError) return error;
+  const errno = (error as NodeJS.ErrnoException).code ?? 'unknown';
+  const reason = error instanceof Error ? error.message : String(error);
+  const code = FINAL_ERRNO[errno];
+  if (code === 'NOT_FOUND') {
+    return new FaceGateError('NOT_FOUND', `${what} ${path} does not exist`, {
+      details: { path, errno },
+    });
+  }
+  if (code) {
+    return new FaceGateError('INVALID_REQUEST', `${what} ${path} cannot be read (${errno})`, {
+      details: { path, errno },
+    });
+  }
+  return new FaceGateError('DEPENDENCY_UNAVAILABLE', `reading ${what} ${path} failed: ${reason}`, {
+    details: { path, errno },
+    cause: error,
+  });
+}
+
+/**
+ * Reads an image file whole. Checks the size before reading, so an oversized file is
+ * rejected with IMAGE_TOO_LARGE without loading it. Throws IMAGE_EMPTY for an empty file
+ * and the errors of `fileError`.
+ */
+export async function readImageFile(path: string, maxImageBytes: number): Promise<Buffer> {
+  try {
+    const file = await open(path, 'r');
+    try {
+      const info = await file.stat();
+      if (!info.isFile()) {
+        throw new FaceGateError('INVALID_REQUEST', `image ${path} is not a regular file`);
+      }
+      if (info.size === 0) throw new FaceGateError('IMAGE_EMPTY', `image file ${path} is empty`);
+      if (info.size > maxImageBytes) {
+        throw new FaceGateError(
+          'IMAGE_TOO_LARGE',
+          `image file ${path} has ${info.size} bytes; the limit is ${maxImageBytes} bytes (MAX_IMAGE_BYTES)`,
+          { details: { sizeBytes: info.size, maxBytes: maxImageBytes } },
+        );
+      }
+      return await file.readFile();
+    } finally {
+      await file.close();
+    }
+  } catch (error) {
+    throw fileError(error, path, 'image file');
+  }
+}

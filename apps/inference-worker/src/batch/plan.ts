@@ -1,0 +1,77 @@
+/**
+ * The planning job of a batch: enumerates the source, stores its items and queues a job
+ * for each unfinished one, chunk by chunk. Running it again (a retry, a crash, a resume at
+ * start-up) stores nothing twice and queues only what is still unfinished, under the same
+ * job ids.
+ */
+import { addBatchItemJobs } from '@facegate/contracts';
+import {
+  completeBatchIfFinished,
+  countBatchItems,
+  getBatch,
+  markBatchPlanned,
+  markItemsQueued,
+  startBatchPlanning,
+  upsertBatchItems,
+} from '@facegate/db';
+
+import type { BatchContext } from './context.js';
+import { enumerateSource } from './sources.js';
+
+/** Items stored and queued per round trip: one insert and one addBulk of this many. */
+export const PLAN_CHUNK_SIZE = 500;
+
+export interface PlanResult {
+  /** False when the batch was no longer planning or running, or was cancelled meanwhile. */
+  planned: boolean;
+  items: number;
+  queued: number;
+  ignored: number;
+}
+
+export async function planBatch(context: BatchContext, batchId: string): Promise<PlanResult> {
+  const result: PlanResult = { planned: false, items: 0, queued: 0, ignored: 0 };
+  const batch = await startBatchPlanning(context.db, batchId, context.modelId);
+  if (!batch) return result;
+
+  const counters = { ignored: 0 };
+  for await (const chunk of enumerateSource(context.db, batch.source, PLAN_CHUNK_SIZE, counters)) {
+    // A cancel between chunks stops planning; items already queued end without work.
+    const current = await getBatch(context.db, batchId);
+    if (current?.status !== 'planning' && current?.status !== 'running') return result;
+
+    const unfinished = await upsertBatchItems(context.db, batchId, chunk);
+    if (unfinished.length > 0) {
+      // Queued first, marked second: a crash in between leaves items 'pending' whose
+      // jobs exist, and the next planning run queues them under the same ids (no copies).
+      await addBatchItemJobs(context.queues, batchId, unfinished);
+      await markItemsQueued(context.db, batchId, unfinished);
+    }
+    result.items += chunk.length;
+    result.queued += unfinished.length;
+  }
+
+  result.ignored = counters.ignored;
+  await markBatchPlanned(context.db, batchId, counters.ignored);
+  result.planned = true;
+  context.logger.info(
+    {
+      batchId,
+      items: result.items,
+      queued: result.queued,
+      ignored: result.ignored,
+      modelId: batch.modelId,
+    },
+    `batch planned: ${result.items} items`,
+  );
+  // Every item may have finished already (all skipped, or an empty source).
+  await finishIfComplete(context, batchId);
+  return result;
+}
+
+/** Marks the batch completed when no item is left, and logs it once with the counts. */
+export async function finishIfComplete(context: BatchContext, batchId: string): Promise<void> {
+  if (!(await completeBatchIfFinished(context.db, batchId))) return;
+  const counts = await countBatchItems(context.db, batchId);
+  context.logger.info({ batchId, ...counts }, 'batch completed');
+}

@@ -1,0 +1,359 @@
+/**
+ * Enumerates a batch source into items, lazily and in order, so that a source of tens of
+ * thousands of images is planned chunk by chunk with flat memory. Entries that can never
+ * become a job (a malformed manifest row, an unreadable person folder) become items with
+ * status 'failed', so the report lists them. Non-image files are only counted.
+ */
+import { createReadStream, type Dirent } from 'node:fs';
+import { open, readdir, stat } from 'node:fs/promises';
+import { dirname, extname, isAbsolute, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+
+import {
+  type BatchSource,
+  type Database,
+  type NewBatchItem,
+  streamTableSourceRows,
+} from '@facegate/db';
+import { FaceGateError } from '@facegate/errors';
+
+import { CsvParser, type CsvRecord } from './csv.js';
+import { fileError } from './files.js';
+
+/** Extensions of the files a directory source takes as images; others are ignored. */
+const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([
+  '.jpg',
+  '.jpeg',
+  '.jpe',
+  '.png',
+  '.webp',
+  '.gif',
+  '.tif',
+  '.tiff',
+  '.bmp',
+  '.avif',
+  '.heic',
+  '.heif',
+]);
+
+/** Counts entries of the source that were left out, for the batch record. */
+export interface EnumerationCounters {
+  ignored: number;
+}
+
+/** Yields the source's items in chunks of at most `chunkSize`. */
+export async function* enumerateSource(
+  db: Database,
+  source: BatchSource,
+  chunkSize: number,
+  counters: EnumerationCounters,
+): AsyncGenerator<NewBatchItem[], void, undefined> {
+  switch (source.type) {
+    case 'directory':
+      yield* chunked(directoryItems(source.path, counters), chunkSize);
+      return;
+    case 'manifest':
+      yield* chunked(manifestItems(source.path), chunkSize);
+      return;
+    case 'table':
+      for await (const rows of streamTableSourceRows(db, source, chunkSize)) {
+        const items: NewBatchItem[] = [];
+        for (const row of rows) {
+          if (row.id === null) counters.ignored += 1;
+          else items.push(tableItem(source.imageEncoding, row.id, row.name, row.path));
+        }
+        yield items;
+      }
+      return;
+  }
+}
+
+async function* chunked<T>(items: AsyncIterable<T>, size: number): AsyncGenerator<T[]> {
+  let chunk: T[] = [];
+  for await (const item of items) {
+    chunk.push(item);
+    if (chunk.length >= size) {
+      yield chunk;
+      chunk = [];
+    }
+  }
+  if (chunk.length > 0) yield chunk;
+}
+
+function failedItem(
+  key: string,
+  error: FaceGateError,
+  externalId: string | null = null,
+): NewBatchItem {
+  return {
+    key,
+    externalId,
+    name: null,
+    locator: null,
+    status: 'failed',
+    code: error.code,
+    reason: error.message,
+  };
+}
+
+function byName(a: Dirent, b: Dirent): number {
+  if (a.name === b.name) return 0;
+  return a.name < b.name ? -1 : 1;
+}
+
+/** Follows a symbolic link to tell a folder from a file; a dangling link is neither. */
+async function entryKind(parent: string, entry: Dirent): Promise<'directory' | 'file' | 'other'> {
+  if (entry.isDirectory()) return 'directory';
+  if (entry.isFile()) return 'file';
+  if (!entry.isSymbolicLink()) return 'other';
+  try {
+    const target = await stat(join(parent, entry.name));
+    return target.isDirectory() ? 'directory' : target.isFile() ? 'file' : 'other';
+  } catch {
+    return 'other';
+  }
+}
+
+/**
+ * One folder per visitor (`<root>/<externalId>/<photo>`): the folder name is both the
+ * visitor's externalId and name. Files directly in the root, dotfiles, nested folders and
+ * files without an image extension are ignored and counted.
+ */
+async function* directoryItems(
+  root: string,
+  counters: EnumerationCounters,
+): AsyncGenerator<NewBatchItem> {
+  let people: Dirent[];
+  try {
+    people = (await readdir(root, { withFileTypes: true })).sort(byName);
+  } catch (error) {
+    throw fileError(error, root, 'folder');
+  }
+
+  for (const person of people) {
+    if (person.name.startsWith('.') || (await entryKind(root, person)) !== 'directory') {
+      counters.ignored += 1;
+      continue;
+    }
+    const folder = join(root, person.name);
+    let files: Dirent[];
+    try {
+      files = (await readdir(folder, { withFileTypes: true })).sort(byName);
+    } catch (error) {
+      const failure = fileError(error, folder, 'folder');
+      if (failure.retryable) throw failure;
+      yield failedItem(`${person.name}/`, failure, person.name);
+      continue;
+    }
+
+    for (const file of files) {
+      const isImage =
+        !file.name.startsWith('.') && IMAGE_EXTENSIONS.has(extname(file.name).toLowerCase());
+      if (!isImage || (await entryKind(folder, file)) !== 'file') {
+        counters.ignored += 1;
+        continue;
+      }
+      yield {
+        key: `${person.name}/${file.name}`,
+        externalId: person.name,
+        name: person.name,
+        locator: join(folder, file.name),
+      };
+    }
+  }
+}
+
+interface ManifestRow {
+  line: number;
+  externalId: unknown;
+  name: unknown;
+  image: unknown;
+}
+
+/**
+ * Reads a manifest: a CSV file whose header row names the columns externalId, name and
+ * image (in any order, extra columns ignored), or JSON Lines of {externalId, name, image}.
+ * The extension (.csv, .jsonl, .ndjson) decides the format, else the first character
+ * ('{' means JSON Lines). Relative image paths resolve against the manifest's folder.
+ */
+async function* manifestItems(path: string): AsyncGenerator<NewBatchItem> {
+  const folder = dirname(path);
+  for await (const row of manifestRows(path)) {
+    yield manifestItem(row, folder);
+  }
+}
+
+async function* manifestRows(path: string): AsyncGenerator<ManifestRow | NewBatchItem> {
+  const extension = extname(path).toLowerCase();
+  let format: 'csv' | 'jsonl' | undefined =
+    extension === '.csv'
+      ? 'csv'
+      : extension === '.jsonl' || extension === '.ndjson'
+        ? 'jsonl'
+        : undefined;
+
+  try {
+    format ??= (await firstText(path)).trimStart().startsWith('{') ? 'jsonl' : 'csv';
+  } catch (error) {
+    throw fileError(error, path, 'manifest');
+  }
+
+  const stream = createReadStream(path, { encoding: 'utf8' });
+  try {
+    if (format === 'jsonl') yield* jsonLinesRows(stream);
+    else yield* csvRows(stream, path);
+  } catch (error) {
+    if (error instanceof FaceGateError) throw error;
+    throw fileError(error, path, 'manifest');
+  } finally {
+    stream.destroy();
+  }
+}
+
+/** Reads the first bytes of a file, enough to tell JSON Lines from CSV. */
+async function firstText(path: string): Promise<string> {
+  const file = await open(path, 'r');
+  try {
+    const buffer = Buffer.alloc(256);
+    const { bytesRead } = await file.read(buffer, 0, buffer.length, 0);
+    return buffer.subarray(0, bytesRead).toString('utf8');
+  } finally {
+    await file.close();
+  }
+}
+
+async function* jsonLinesRows(
+  stream: NodeJS.ReadableStream,
+): AsyncGenerator<ManifestRow | NewBatchItem> {
+  const lines = createInterface({ input: stream, crlfDelay: Infinity });
+  let line = 0;
+  for await (const text of lines) {
+    line += 1;
+    if (text.trim() === '') continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      yield failedItem(
+        `line ${line}`,
+        new FaceGateError('INVALID_REQUEST', `line ${line} is not valid JSON`),
+      );
+      continue;
+    }
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      yield failedItem(
+        `line ${line}`,
+        new FaceGateError('INVALID_REQUEST', `line ${line} is not a JSON object`),
+      );
+      continue;
+    }
+    const record = value as Record<string, unknown>;
+    yield { line, externalId: record.externalId, name: record.name, image: record.image };
+  }
+}
+
+const MANIFEST_COLUMNS = ['externalId', 'name', 'image'] as const;
+
+async function* csvRows(
+  stream: NodeJS.ReadableStream,
+  path: string,
+): AsyncGenerator<ManifestRow | NewBatchItem> {
+  const parser = new CsvParser();
+  let columns: Map<string, number> | undefined;
+
+  function* rows(records: CsvRecord[]): Generator<ManifestRow> {
+    for (const record of records) {
+      if (!columns) {
+        columns = csvHeader(record, path);
+        continue;
+      }
+      const field = (name: string): string | undefined => record.fields[columns!.get(name)!];
+      yield {
+        line: record.line,
+        externalId: field('externalId'),
+        name: field('name'),
+        image: field('image'),
+      };
+    }
+  }
+
+  for await (const chunk of stream) yield* rows(parser.push(chunk as string));
+  let last: CsvRecord[];
+  try {
+    last = parser.end();
+  } catch (error) {
+    throw new FaceGateError('INVALID_REQUEST', `manifest ${path}: ${(error as Error).message}`);
+  }
+  yield* rows(last);
+  if (!columns) throw new FaceGateError('INVALID_REQUEST', `manifest ${path} has no header row`);
+}
+
+function csvHeader(record: CsvRecord, path: string): Map<string, number> {
+  const names = record.fields.map(
+    (name, index) => [name.trim().replace(/^\uFEFF/, ''), index] as const,
+  );
+  const columns = new Map(names);
+  const missing = MANIFEST_COLUMNS.filter((name) => !columns.has(name));
+  if (missing.length > 0) {
+    throw new FaceGateError(
+      'INVALID_REQUEST',
+      `manifest ${path} has no column ${missing.join(', ')} in its header row ` +
+        `(${JSON.stringify(record.fields)}); expected externalId,name,image`,
+    );
+  }
+  return columns;
+}
+
+function manifestItem(row: ManifestRow | NewBatchItem, folder: string): NewBatchItem {
+  if ('key' in row) return row;
+  const key = `line ${row.line}`;
+  const externalId = typeof row.externalId === 'string' ? row.externalId.trim() : '';
+  const image = typeof row.image === 'string' ? row.image.trim() : '';
+  if (externalId === '' || image === '') {
+    const missing = externalId === '' ? 'externalId' : 'image';
+    return failedItem(key, new FaceGateError('INVALID_REQUEST', `${key} has no ${missing}`));
+  }
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(image)) {
+    return failedItem(
+      key,
+      new FaceGateError(
+        'INVALID_REQUEST',
+        `${key}: image ${image} is a URL; only file paths are read`,
+      ),
+      externalId,
+    );
+  }
+  const name =
+    typeof row.name === 'string' && row.name.trim() !== '' ? row.name.trim() : externalId;
+  return {
+    key: `${externalId}/${image}`,
+    externalId,
+    name,
+    locator: isAbsolute(image) ? image : resolve(folder, image),
+  };
+}
+
+/**
+ * Builds the item of a table row. The id column's value is its key and the visitor's
+ * externalId, and an empty name falls back to the id.
+ */
+function tableItem(
+  encoding: 'bytea' | 'base64' | 'path',
+  id: string,
+  name: string | null,
+  path: string | null,
+): NewBatchItem {
+  const visitorName = name !== null && name.trim() !== '' ? name.trim() : id;
+  if (encoding !== 'path') return { key: id, externalId: id, name: visitorName, locator: id };
+  if (path === null || path.trim() === '') {
+    return failedItem(id, new FaceGateError('IMAGE_EMPTY', `row ${id} has no image path`), id);
+  }
+  if (!isAbsolute(path)) {
+    return failedItem(
+      id,
+      new FaceGateError('INVALID_REQUEST', `row ${id}: image path ${path} is not absolute`),
+      id,
+    );
+  }
+  return { key: id, externalId: id, name: visitorName, locator: path };
+}
