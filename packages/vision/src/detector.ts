@@ -70,29 +70,38 @@ export function toDetectorTensor(
 ): Float32Array {
   const plane = inputWidth * inputHeight;
   const tensor = target ?? new Float32Array(3 * plane);
-  const blue = tensor.subarray(0, plane);
-  const green = tensor.subarray(plane, 2 * plane);
-  const red = tensor.subarray(2 * plane, 3 * plane);
+  const green = plane;
+  const red = 2 * plane;
+  if (width === inputWidth) {
+    // Rows are contiguous in both layouts: one flat loop, the common 640-wide case.
+    const pixels = width * height;
+    for (let index = 0, source = 0; index < pixels; index += 1, source += 3) {
+      tensor[red + index] = rgb[source]!;
+      tensor[green + index] = rgb[source + 1]!;
+      tensor[index] = rgb[source + 2]!;
+    }
+    if (target && height < inputHeight) {
+      for (const base of [0, green, red]) tensor.fill(0, base + pixels, base + plane);
+    }
+    return tensor;
+  }
   for (let y = 0; y < height; y += 1) {
     let source = y * width * 3;
     const rowStart = y * inputWidth;
     const rowEnd = rowStart + width;
     for (let index = rowStart; index < rowEnd; index += 1) {
-      red[index] = rgb[source]!;
-      green[index] = rgb[source + 1]!;
-      blue[index] = rgb[source + 2]!;
+      tensor[red + index] = rgb[source]!;
+      tensor[green + index] = rgb[source + 1]!;
+      tensor[index] = rgb[source + 2]!;
       source += 3;
     }
     if (target && width < inputWidth) {
-      blue.fill(0, rowEnd, rowStart + inputWidth);
-      green.fill(0, rowEnd, rowStart + inputWidth);
-      red.fill(0, rowEnd, rowStart + inputWidth);
+      for (const base of [0, green, red])
+        tensor.fill(0, base + rowEnd, base + rowStart + inputWidth);
     }
   }
   if (target && height < inputHeight) {
-    blue.fill(0, height * inputWidth);
-    green.fill(0, height * inputWidth);
-    red.fill(0, height * inputWidth);
+    for (const base of [0, green, red]) tensor.fill(0, base + height * inputWidth, base + plane);
   }
   return tensor;
 }

@@ -185,3 +185,13 @@ test('reused detector tensor gets its padding zeroed', () => {
   assert.deepEqual([...tensor.subarray(0, 8)], [30, 60, 0, 0, 0, 0, 0, 0]);
   assert.deepEqual([...tensor.subarray(16, 24)], [10, 40, 0, 0, 0, 0, 0, 0]);
 });
+
+test('full-width rows take the flat path and pad below', () => {
+  // 2x1 image in a 2x2 tensor: the second row is padding.
+  const rgb = new Uint8Array([10, 20, 30, 40, 50, 60]);
+  const reused = new Float32Array(3 * 2 * 2).fill(99);
+
+  const tensor = toDetectorTensor(rgb, 2, 1, 2, 2, reused);
+
+  assert.deepEqual([...tensor], [30, 60, 0, 0, 20, 50, 0, 0, 10, 40, 0, 0]);
+});
