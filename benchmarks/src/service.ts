@@ -5,7 +5,9 @@
 // the Python peer in ../shared/peers through its own bench.sh, one after the
 // other on the same machine. Prints loadgen's figures, server CPU per request,
 // and the CPU limit (cores / in-process per-image cost) measured in this run.
-// Options: --gallery N, --requests1 N, --requests16 N, --skip-peer.
+// Options: --gallery N, --requests1 N, --requests16 N, --workers N (inference
+// worker processes, default 2), --skip-peer. INFERENCE_THREADS and
+// INFERENCE_CONCURRENCY from the environment reach the workers.
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, existsSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -179,7 +181,11 @@ async function main(): Promise<void> {
   console.log(`gallery: ${gallery} random unit vectors inserted in ${fillSeconds.toFixed(1)} s`);
   try {
     const started = performance.now();
-    await stack.start({ workers: 2, env: { LOG_LEVEL: 'warn' }, readyTimeoutMs: 900_000 });
+    await stack.start({
+      workers: option('workers', 2),
+      env: { LOG_LEVEL: 'warn' },
+      readyTimeoutMs: 900_000,
+    });
     console.log(
       `stack ready (index built from PostgreSQL) in ${((performance.now() - started) / 1000).toFixed(1)} s`,
     );

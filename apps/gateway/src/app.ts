@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 
 import type { Config } from '@facegate/config';
 import { type Heartbeat, type KeyNames, readHeartbeats } from '@facegate/contracts';
@@ -87,6 +88,16 @@ function visitorJson(visitor: Visitor): Record<string, unknown> {
     createdAt: visitor.createdAt.toISOString(),
     updatedAt: visitor.updatedAt.toISOString(),
   };
+}
+
+/** Adds the gateway's own share (reading the upload, and the whole request) to a result's timings. */
+function withGatewayTimings(result: unknown, uploadMs: number, totalMs: number): unknown {
+  const withTimings = result as { timings?: Record<string, number> };
+  if (withTimings.timings) {
+    withTimings.timings.uploadMs = Math.round(uploadMs * 1000) / 1000;
+    withTimings.timings.gatewayMs = Math.round(totalMs * 1000) / 1000;
+  }
+  return result;
 }
 
 function notFound(what: string): FaceGateError {
@@ -249,7 +260,9 @@ export function createApp(deps: GatewayDeps): express.Express {
 
   app.post('/api/v1/recognize', async (request, response) => {
     const query = parse(recognizeQuery, request.query, 'query');
+    const arrived = performance.now();
     const { images } = await readImages(request, ['image'], [], limits);
+    const uploadMs = performance.now() - arrived;
     const result = await dispatcher.request(
       'recognize',
       request.requestId,
@@ -259,7 +272,7 @@ export function createApp(deps: GatewayDeps): express.Express {
         match: { topK: query.top_k, threshold: query.threshold, minSeq: seq.value },
       },
     );
-    response.json(result);
+    response.json(withGatewayTimings(result, uploadMs, performance.now() - arrived));
   });
 
   app.post('/api/v1/verify', async (request, response) => {
