@@ -18,13 +18,21 @@ if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
   process.exit(2);
 }
 
+// Each process serves /metrics on a port of its own: the matcher on METRICS_PORT
+// (default 9464), worker N on METRICS_PORT + N, the gateway on its API port.
+const metricsBase = Number(process.env.METRICS_PORT || 9464);
 const apps = [
-  { name: 'matcher', entry: 'apps/matcher/dist/src/main.js' },
+  {
+    name: 'matcher',
+    entry: 'apps/matcher/dist/src/main.js',
+    env: { METRICS_PORT: String(metricsBase) },
+  },
   ...Array.from({ length: workers }, (_, i) => ({
     name: `worker-${i + 1}`,
     entry: 'apps/inference-worker/dist/src/main.js',
+    env: { METRICS_PORT: metricsBase === 0 ? '0' : String(metricsBase + i + 1) },
   })),
-  { name: 'gateway', entry: 'apps/gateway/dist/src/main.js' },
+  { name: 'gateway', entry: 'apps/gateway/dist/src/main.js', env: {} },
 ];
 
 const children = new Map();

@@ -160,3 +160,72 @@ describe(
     });
   },
 );
+
+test(
+  'npm start runs every process and SIGTERM stops them all',
+  { skip: faces ? false : FACES_MISSING, timeout: 120_000 },
+  async () => {
+    const { spawn } = await import('node:child_process');
+    const { createServer } = await import('node:net');
+    const freePort = (): Promise<number> =>
+      new Promise((resolve) => {
+        const server = createServer().listen(0, '127.0.0.1', () => {
+          const { port } = server.address() as { port: number };
+          server.close(() => resolve(port));
+        });
+      });
+    const port = await freePort();
+    const metricsPort = await freePort();
+    const schema = `test_start_${Date.now()}`;
+    const prefix = `test-start-${Date.now()}`;
+    const child = spawn(process.execPath, [join(root, 'scripts', 'start.mjs')], {
+      env: {
+        ...process.env,
+        PORT: String(port),
+        METRICS_PORT: String(metricsPort),
+        INFERENCE_WORKERS: '2',
+        DATABASE_URL: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
+        DATABASE_SCHEMA: schema,
+        QUEUE_PREFIX: prefix,
+        INDEX_DIR: join((await import('node:os')).tmpdir(), prefix),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+
+    let ready = false;
+    for (let i = 0; i < 120 && !ready; i += 1) {
+      ready = await fetch(`http://127.0.0.1:${port}/ready`).then(
+        (r) => r.status === 200,
+        () => false,
+      );
+      if (!ready) await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    const scrapes = await Promise.all(
+      [0, 1, 2].map((offset) =>
+        fetch(`http://127.0.0.1:${metricsPort + offset}/metrics`).then(
+          (r) => r.status,
+          () => 0,
+        ),
+      ),
+    );
+    child.kill('SIGTERM');
+    const code = await exited;
+
+    const db = (await import('@facegate/db')).createDatabase({
+      url: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
+      schema,
+      maxConnections: 1,
+    });
+    await db.sql.unsafe(`drop schema if exists "${schema}" cascade`);
+    await db.close();
+    assert.ok(ready, output.slice(-2000));
+    assert.deepEqual(scrapes, [200, 200, 200]);
+    assert.equal(code, 0, output.slice(-2000));
+    for (const name of ['matcher', 'worker-1', 'worker-2', 'gateway'])
+      assert.match(output, new RegExp(`${name}\\s+\\|.*"(stopped|matcher stopped)"`));
+  },
+);
