@@ -222,6 +222,10 @@ test(
     });
     await db.sql.unsafe(`drop schema if exists "${schema}" cascade`);
     await db.close();
+    const redis = new Redis(TEST_REDIS_URL);
+    const keys = await redis.keys(`${prefix}:*`);
+    if (keys.length > 0) await redis.del(...keys);
+    await redis.quit();
     assert.ok(ready, output.slice(-2000));
     assert.deepEqual(scrapes, [200, 200, 200]);
     assert.equal(code, 0, output.slice(-2000));
