@@ -7,8 +7,10 @@ import { variables } from '../packages/config/dist/src/index.js';
 const asEnv = process.argv.includes('--env');
 const rows = Object.values(variables);
 if (asEnv) {
-  console.log('# Every variable the service reads, with its default. Copy to .env and edit;');
-  console.log('# unset or empty variables take the default shown.');
+  console.log('# Every variable the service reads, with its default. Nothing loads this file by');
+  console.log('# itself: export the lines you change (for example `set -a; . ./.env; set +a`');
+  console.log('# before `npm start`, or `docker compose --env-file .env`). Unset or empty');
+  console.log('# variables take the default shown.');
   for (const spec of rows) {
     console.log('');
     console.log(`# ${spec.description}`);

@@ -41,8 +41,15 @@ test('README and .env.example list every variable', async () => {
   const example = await readFile(join(root, '.env.example'), 'utf8');
 
   for (const spec of Object.values(variables)) {
-    assert.ok(readme.includes(`\`${spec.env}\``), `README lacks ${spec.env}`);
-    assert.ok(example.includes(`${spec.env}=`), `.env.example lacks ${spec.env}`);
+    const shown = spec.defaultLabel ?? spec.defaultValue ?? '(unset)';
+    assert.ok(
+      readme.includes(`| \`${spec.env}\` | \`${shown}\` |`),
+      `README lacks ${spec.env} with default ${shown}`,
+    );
+    assert.ok(
+      example.includes(`# ${spec.env}=${spec.defaultLabel ?? spec.defaultValue ?? ''}\n`),
+      `.env.example lacks ${spec.env} with its default`,
+    );
   }
 });
 

@@ -4,7 +4,7 @@ import { rm } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 
 import type { MatchJob } from '@facegate/contracts';
-import { encodeVector } from '@facegate/contracts';
+import { defaultIdentifyThreshold, encodeVector } from '@facegate/contracts';
 import type { Database } from '@facegate/db';
 import { maxChangeSeq } from '@facegate/db';
 import { FaceGateError } from '@facegate/errors';
@@ -91,7 +91,7 @@ test('identify names the enrolled visitor', async () => {
   const result = await identify(job, { index: service, db }, silentLogger);
 
   assert.equal(result.modelId, MODEL_ID);
-  assert.equal(result.threshold, 0.4);
+  assert.equal(result.threshold, defaultIdentifyThreshold('mobilefacenet_foamliu_128d'));
   assert.deepEqual(result.image, job.image);
   assert.equal(result.faces.length, 1);
   const face = result.faces[0]!;
@@ -101,7 +101,7 @@ test('identify names the enrolled visitor', async () => {
   assert.equal(face.match?.visitorId, visitor.id);
   assert.equal(face.match?.name, visitor.name);
   assert.equal(face.match?.externalId, visitor.externalId);
-  assert.ok(face.match.similarity >= 0.4, `similarity ${face.match.similarity}`);
+  assert.ok(face.match.similarity >= result.threshold, `similarity ${face.match.similarity}`);
   assert.deepEqual(face.candidates[0], face.match);
 });
 

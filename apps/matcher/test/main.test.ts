@@ -16,6 +16,7 @@ import { after, before, test } from 'node:test';
 import type { Heartbeat, MatchJob, Queues, RecognizeResult, Reply } from '@facegate/contracts';
 import {
   addMatchJob,
+  defaultIdentifyThreshold,
   createQueues,
   createRedis,
   encodeVector,
@@ -245,7 +246,7 @@ test('matcher serves, stops and restarts', { timeout: 60_000 }, async (t) => {
     const result = resultOf(await request(job));
 
     assert.equal(result.modelId, MODEL_ID);
-    assert.equal(result.threshold, 0.4);
+    assert.equal(result.threshold, defaultIdentifyThreshold('mobilefacenet_foamliu_128d'));
     const face = result.faces[0]!;
     assert.equal(face.match?.visitorId, visitor.id);
     assert.equal(face.match?.name, visitor.name);
