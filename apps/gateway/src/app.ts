@@ -26,7 +26,7 @@ import type { Queues } from '@facegate/contracts';
 
 import { registerBatchRoutes } from './batches.js';
 import type { Dispatcher } from './dispatcher.js';
-import { readImages } from './images.js';
+import { readImages, readJson } from './images.js';
 import { buildOpenApi } from './openapi.js';
 import { swaggerUiRouter } from './docs.js';
 import {
@@ -102,29 +102,6 @@ function withGatewayTimings(result: unknown, uploadMs: number, totalMs: number):
 
 function notFound(what: string): FaceGateError {
   return new FaceGateError('NOT_FOUND', `${what} does not exist`);
-}
-
-async function readJson(request: Request, maxBytes = 1024 * 1024): Promise<unknown> {
-  const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-  if (type !== 'application/json') {
-    throw new FaceGateError(
-      'UNSUPPORTED_MEDIA_TYPE',
-      `expected Content-Type application/json, got '${type || 'none'}'`,
-    );
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of request as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBytes)
-      throw new FaceGateError('PAYLOAD_TOO_LARGE', `the JSON body exceeds ${maxBytes} bytes`);
-    chunks.push(chunk);
-  }
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
-  } catch {
-    throw new FaceGateError('INVALID_REQUEST', 'the JSON body cannot be parsed');
-  }
 }
 
 async function checkReadiness(

@@ -21,10 +21,10 @@ import {
 } from '@facegate/db';
 import { FaceGateError } from '@facegate/errors';
 import type express from 'express';
-import type { Request } from 'express';
 import { z } from 'zod';
 
 import type { GatewayDeps } from './app.js';
+import { readJson } from './images.js';
 import { parse } from './schemas.js';
 
 /** Failed items listed in a batch report; the items route pages through all of them. */
@@ -85,30 +85,6 @@ export const batchItemsQuery = z
   })
   .strict();
 
-async function readJsonBody(request: Request): Promise<unknown> {
-  const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-  if (type !== 'application/json') {
-    throw new FaceGateError(
-      'UNSUPPORTED_MEDIA_TYPE',
-      `expected Content-Type application/json, got '${type || 'none'}'`,
-    );
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of request as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_BODY_BYTES) {
-      throw new FaceGateError('PAYLOAD_TOO_LARGE', `the JSON body exceeds ${MAX_BODY_BYTES} bytes`);
-    }
-    chunks.push(chunk);
-  }
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
-  } catch {
-    throw new FaceGateError('INVALID_REQUEST', 'the JSON body cannot be parsed');
-  }
-}
-
 function itemJson(item: BatchItem): Record<string, unknown> {
   return {
     item: item.key,
@@ -158,7 +134,7 @@ export function registerBatchRoutes(app: express.Express, deps: GatewayDeps): vo
   const { db, logger } = deps;
 
   app.post('/api/v1/batches', async (request, response) => {
-    const body = parse(newBatchBody, await readJsonBody(request), 'body');
+    const body = parse(newBatchBody, await readJson(request, MAX_BODY_BYTES), 'body');
     // Checked here so a wrong table or column is a 400 now, not a failed batch later.
     if (body.source.type === 'table') await checkTableSource(db, body.source);
 

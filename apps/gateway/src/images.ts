@@ -208,3 +208,27 @@ export async function readImages(
   }
   return { images, fields };
 }
+
+/** Reads a JSON request body of at most `maxBytes` (415 for another content type, 413 above the limit). */
+export async function readJson(request: Request, maxBytes = 1024 * 1024): Promise<unknown> {
+  const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  if (type !== 'application/json') {
+    throw new FaceGateError(
+      'UNSUPPORTED_MEDIA_TYPE',
+      `expected Content-Type application/json, got '${type || 'none'}'`,
+    );
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBytes)
+      throw new FaceGateError('PAYLOAD_TOO_LARGE', `the JSON body exceeds ${maxBytes} bytes`);
+    chunks.push(chunk);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new FaceGateError('INVALID_REQUEST', 'the JSON body cannot be parsed');
+  }
+}

@@ -2,7 +2,7 @@
 // and answers with what the workers and the matcher publish. It never runs a model.
 import type { Server } from 'node:http';
 
-import { type Config, ConfigError, loadConfig } from '@facegate/config';
+import { loadConfigOrExit } from '@facegate/config';
 import { createQueues, createRedis, keyNames, waitForRedis } from '@facegate/contracts';
 import { createDatabase, migrate } from '@facegate/db';
 import { createLogger } from '@facegate/logger';
@@ -15,16 +15,7 @@ import { attachStreamServer, streamOptionsFromConfig } from './stream/index.js';
 const SHUTDOWN_TIMEOUT_MS = 15_000;
 
 async function main(): Promise<void> {
-  let config: Config;
-  try {
-    config = loadConfig();
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`${error.message}\n`);
-      process.exit(2);
-    }
-    throw error;
-  }
+  const config = loadConfigOrExit('gateway');
   const logger = createLogger('gateway', config.logLevel);
   const keys = keyNames(config.queuePrefix);
 

@@ -182,7 +182,21 @@ test(
         });
       });
     const port = await freePort();
-    const metricsPort = await freePort();
+    // Workers take METRICS_PORT + 1 and + 2, so all three ports must be free.
+    const canListen = (candidate: number): Promise<boolean> =>
+      new Promise((resolve) => {
+        const server = createServer();
+        server.once('error', () => resolve(false));
+        server.listen(candidate, '127.0.0.1', () => server.close(() => resolve(true)));
+      });
+    let metricsPort = await freePort();
+    while (
+      !(await canListen(metricsPort + 1)) ||
+      !(await canListen(metricsPort + 2)) ||
+      metricsPort + 2 > 65535
+    ) {
+      metricsPort = await freePort();
+    }
     const schema = `test_start_${Date.now()}`;
     const prefix = `test-start-${Date.now()}`;
     const child = spawn(process.execPath, [join(root, 'scripts', 'start.mjs')], {

@@ -4,7 +4,7 @@
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 
-import { type Config, ConfigError, loadConfig } from '@facegate/config';
+import { loadConfigOrExit } from '@facegate/config';
 import {
   type Heartbeat,
   type InferenceJob,
@@ -37,16 +37,7 @@ import { VisionPool, isInputError } from './pool.js';
 const SHUTDOWN_TIMEOUT_MS = 15_000;
 
 async function main(): Promise<void> {
-  let config: Config;
-  try {
-    config = loadConfig();
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`${error.message}\n`);
-      process.exit(2);
-    }
-    throw error;
-  }
+  const config = loadConfigOrExit('inference-worker');
   const logger = createLogger('inference-worker', config.logLevel);
   const id = `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
   const keys = keyNames(config.queuePrefix);

@@ -59,3 +59,19 @@ export function facesDir(env: NodeJS.ProcessEnv = process.env): string | undefin
 /** Why a test or benchmark that needs the photos cannot run. */
 export const FACES_MISSING =
   'test photos not found: set FACES_DIR to a folder with lfw/ and lfw-meta/ (default ../shared/faces)';
+
+/**
+ * Loads the configuration for a process's start-up: on invalid variables it
+ * writes every problem to stderr, prefixed with `service`, and exits with code 2.
+ */
+export function loadConfigOrExit(service: string, env: NodeJS.ProcessEnv = process.env): Config {
+  try {
+    return loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${service}: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+}
