@@ -25,7 +25,8 @@ test('detect prints faces with box, score and landmarks', { skip }, () => {
   assert.equal(output.faces.length, 2);
   for (const face of output.faces) {
     assert.deepEqual(Object.keys(face.box).sort(), ['height', 'width', 'x', 'y']);
-    assert.ok(face.score > 0.7 && face.score <= 1);
+    assert.ok(face.score > 0.7);
+    assert.ok(face.score <= 1);
     assert.equal(face.landmarks.length, 5);
   }
 });

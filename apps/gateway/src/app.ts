@@ -171,7 +171,7 @@ export function createApp(deps: GatewayDeps): express.Express {
     return { inference, match };
   });
 
-  // Counted when the response ends, by route pattern (not the raw path, which holds ids).
+  // Counted when the response ends, by route pattern (not the raw path, which contains ids).
   app.use((request, response, next) => {
     const started = process.hrtime.bigint();
     response.on('finish', () => {

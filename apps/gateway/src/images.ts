@@ -32,7 +32,7 @@ function mediaType(request: Request): string {
   return (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
 }
 
-/** Reads the raw body up to `maxBytes`, answering 413 as soon as it is exceeded. */
+/** Reads the raw body up to `maxBytes`, rejecting with 413 as soon as it is exceeded. */
 function readBody(request: Request, maxBytes: number): Promise<Buffer> {
   const declared = Number(request.headers['content-length']);
   if (Number.isFinite(declared) && declared > maxBytes) {

@@ -14,7 +14,7 @@ export const detectQuery = z
 export const recognizeQuery = detectQuery
   .extend({
     top_k: z.coerce.number().int().min(1).max(20).default(1),
-    // Identification thresholds outside this range accept almost everybody or nobody.
+    // Identification thresholds outside this range accept almost every face or none.
     threshold: z.coerce.number().min(0.2).max(0.95).optional(),
   })
   .strict();

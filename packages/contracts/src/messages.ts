@@ -6,11 +6,11 @@ export interface DetectParams {
   maxFaces?: number;
 }
 
-/** Everything a job needs to answer the gateway that asked. */
+/** Everything a job needs to reply to the gateway that sent it. */
 export interface ReplyAddress {
   /** Correlation id: the gateway's request id for this job, also the BullMQ job id. */
   correlationId: string;
-  /** Pub/sub channel of the gateway instance waiting for the answer. */
+  /** Pub/sub channel of the gateway instance waiting for the reply. */
   replyTo: string;
   /** Request id carried through logs of every process. */
   requestId: string;
@@ -61,7 +61,7 @@ export interface MatchParams {
   topK: number;
   /** Identification threshold override; undefined uses the matcher's default for the model. */
   threshold?: number;
-  /** The change-feed sequence the answer must reflect at least (read-your-writes for the gateway). */
+  /** The change-feed sequence the result must reflect at least (read-your-writes for the gateway). */
   minSeq: number;
 }
 

@@ -160,7 +160,7 @@ export class HttpMetrics {
   constructor(registry: Registry) {
     this.requests = new Counter({
       name: `${METRIC_PREFIX}http_requests_total`,
-      help: 'HTTP requests answered, by method, route pattern and status.',
+      help: 'HTTP responses sent, by method, route pattern and status.',
       labelNames: ['method', 'route', 'status'],
       registers: [registry],
     });
@@ -173,7 +173,7 @@ export class HttpMetrics {
     });
     this.errors = new Counter({
       name: `${METRIC_PREFIX}errors_total`,
-      help: 'Error answers by stable error code.',
+      help: 'Error responses by stable error code.',
       labelNames: ['code'],
       registers: [registry],
     });

@@ -144,6 +144,14 @@ export class FacePipeline {
     bytes: Uint8Array,
     overrides: Partial<DetectOptions> = {},
   ): Promise<DetectionResult> {
+    const { image, faces, timings } = await this.#decodeAndDetect(bytes, overrides);
+    return { image: { width: image.width, height: image.height }, faces, timings };
+  }
+
+  async #decodeAndDetect(
+    bytes: Uint8Array,
+    overrides: Partial<DetectOptions>,
+  ): Promise<{ image: DecodedImage; faces: DetectedFace[]; timings: DetectionResult['timings'] }> {
     const decodeStart = performance.now();
     const image = await this.decode(bytes);
     const decodeMs = elapsedSince(decodeStart);
@@ -152,11 +160,7 @@ export class FacePipeline {
     const faces = await this.detector.detect(image, this.detectOptions(overrides));
     const detectMs = elapsedSince(detectStart);
 
-    return {
-      image: { width: image.width, height: image.height },
-      faces,
-      timings: { decodeMs, detectMs },
-    };
+    return { image, faces, timings: { decodeMs, detectMs } };
   }
 
   /** Aligns and embeds the given faces of an already decoded image. */
@@ -179,19 +183,12 @@ export class FacePipeline {
     bytes: Uint8Array,
     overrides: Partial<DetectOptions> = {},
   ): Promise<AnalysisResult> {
-    const decodeStart = performance.now();
-    const image = await this.decode(bytes);
-    const decodeMs = elapsedSince(decodeStart);
-
-    const detectStart = performance.now();
-    const faces = await this.detector.detect(image, this.detectOptions(overrides));
-    const detectMs = elapsedSince(detectStart);
-
+    const { image, faces, timings } = await this.#decodeAndDetect(bytes, overrides);
     const { embeddings, alignMs, embedMs } = await this.embedFaces(image, faces);
     return {
       image: { width: image.width, height: image.height },
       faces: faces.map((face, i) => ({ ...face, embedding: embeddings[i]! })),
-      timings: { decodeMs, detectMs, alignMs, embedMs },
+      timings: { ...timings, alignMs, embedMs },
     };
   }
 
