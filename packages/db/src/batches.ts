@@ -7,6 +7,7 @@
 import { FaceGateError, isFaceGateError } from '@facegate/errors';
 import type postgres from 'postgres';
 
+import { type Actor, recordAudit } from './audit.js';
 import { type Database, type Sql, transaction } from './database.js';
 import { describePostgresError, toDatabaseError, withDatabaseErrors } from './errors.js';
 import { type NewFace, insertFace } from './faces.js';
@@ -59,6 +60,8 @@ export interface Batch {
   ignoredEntries: number;
   /** Reason planning failed, for a batch with status 'failed'. */
   error: { code: string; message: string } | null;
+  /** API key that started the batch; null when the service runs without keys. */
+  createdBy: string | null;
   createdAt: Date;
   plannedAt: Date | null;
   finishedAt: Date | null;
@@ -68,6 +71,11 @@ export interface NewBatch {
   source: BatchSource;
   mode: BatchMode;
   multipleFaces: MultipleFacesPolicy;
+}
+
+export interface NewBatchOptions {
+  /** Records the batch start in the audit log, in the same transaction. */
+  actor?: Actor;
 }
 
 /**
@@ -119,6 +127,8 @@ export interface ClaimedBatchItem extends BatchItem {
   mode: BatchMode;
   multipleFaces: MultipleFacesPolicy;
   modelId: string | null;
+  /** API key that started the batch; null when the service runs without keys. */
+  createdBy: string | null;
 }
 
 export interface ItemOutcome {
@@ -162,6 +172,7 @@ interface BatchRow {
   model_id: string | null;
   ignored_entries: number;
   error: { code: string; message: string } | null;
+  created_by: string | null;
   created_at: Date;
   planned_at: Date | null;
   finished_at: Date | null;
@@ -191,6 +202,7 @@ function toBatch(row: BatchRow): Batch {
     modelId: row.model_id,
     ignoredEntries: row.ignored_entries,
     error: row.error,
+    createdBy: row.created_by,
     createdAt: row.created_at,
     plannedAt: row.planned_at,
     finishedAt: row.finished_at,
@@ -216,7 +228,7 @@ function toBatchItem(row: BatchItemRow): BatchItem {
 function batchColumns(sql: Sql): postgres.PendingQuery<postgres.Row[]> {
   return sql`
     id, status, source, mode, multiple_faces, model_id, ignored_entries, error,
-    created_at, planned_at, finished_at`;
+    created_by, created_at, planned_at, finished_at`;
 }
 
 function itemColumns(sql: Sql, alias?: string): postgres.PendingQuery<postgres.Row[]> {
@@ -232,16 +244,30 @@ const UNFINISHED = ['pending', 'queued'] as const;
 // Batches
 
 /** Stores a new batch with status 'planning'. */
-export async function createBatch(db: Database, input: NewBatch): Promise<Batch> {
-  const { sql } = db;
-  const rows = await withDatabaseErrors(
-    db,
-    () => sql<BatchRow[]>`
-      insert into ${sql(db.schema)}.batches (source, mode, multiple_faces)
-      values (${sql.json(input.source as unknown as postgres.JSONValue)}, ${input.mode}, ${input.multipleFaces})
-      returning ${batchColumns(sql)}`,
-  );
-  return toBatch(rows[0]!);
+export async function createBatch(
+  db: Database,
+  input: NewBatch,
+  options: NewBatchOptions = {},
+): Promise<Batch> {
+  const { actor } = options;
+  return transaction(db, async (tx) => {
+    const { sql } = tx;
+    const rows = await sql<BatchRow[]>`
+      insert into ${sql(tx.schema)}.batches (source, mode, multiple_faces, created_by)
+      values (${sql.json(input.source as unknown as postgres.JSONValue)}, ${input.mode},
+        ${input.multipleFaces}, ${actor?.keyId ?? null})
+      returning ${batchColumns(sql)}`;
+    const batch = toBatch(rows[0]!);
+    if (actor) {
+      await recordAudit(tx, actor, {
+        action: 'batch.start',
+        targetType: 'batch',
+        targetId: batch.id,
+        details: { sourceType: input.source.type, mode: input.mode },
+      });
+    }
+    return batch;
+  });
 }
 
 /** Returns the batch, or null when there is none with that id (including a malformed id). */
@@ -530,12 +556,16 @@ export async function claimBatchItem(
   const schema = sql(db.schema);
   const rows = await withDatabaseErrors(
     db,
-    () => sql<(BatchItemRow & Pick<BatchRow, 'source' | 'mode' | 'multiple_faces' | 'model_id'>)[]>`
+    () => sql<
+      (BatchItemRow &
+        Pick<BatchRow, 'source' | 'mode' | 'multiple_faces' | 'model_id' | 'created_by'>)[]
+    >`
       update ${schema}.batch_items i set attempts = i.attempts + 1, updated_at = now()
       from ${schema}.batches b
       where i.batch_id = ${batchId} and i.item_key = ${key} and b.id = i.batch_id
         and i.status in ('pending', 'queued') and b.status in ('planning', 'running')
-      returning ${itemColumns(sql, 'i')}, b.source, b.mode, b.multiple_faces, b.model_id`,
+      returning ${itemColumns(sql, 'i')}, b.source, b.mode, b.multiple_faces, b.model_id,
+        b.created_by`,
   );
   const row = rows[0];
   if (!row) return null;
@@ -546,6 +576,7 @@ export async function claimBatchItem(
     mode: row.mode,
     multipleFaces: row.multiple_faces,
     modelId: row.model_id,
+    createdBy: row.created_by,
   };
 }
 

@@ -1,7 +1,8 @@
 import { FaceGateError } from '@facegate/errors';
 import type postgres from 'postgres';
 
-import type { Database, Sql } from './database.js';
+import { type Actor, recordAudit } from './audit.js';
+import { type Database, type Sql, transaction } from './database.js';
 import { decodeEmbedding, encodeEmbedding } from './embedding.js';
 import { describePostgresError, toDatabaseError, withDatabaseErrors } from './errors.js';
 import { bigintToNumber, isPositiveSafeInteger, isUuid } from './ids.js';
@@ -39,6 +40,8 @@ export interface NewFace {
   faceSize: number | null;
   /** SHA-256 of the enrolled image, 32 bytes. */
   imageSha256: Buffer;
+  /** When set, a new face is recorded in the audit log by the same statement that stores it. */
+  audit?: { actor: Actor; details?: Record<string, unknown> };
 }
 
 export interface InsertFaceResult {
@@ -146,23 +149,38 @@ async function insertFaceRow(
 ): Promise<FaceRow | undefined> {
   const { sql } = db;
   try {
+    const audit = input.audit;
     const rows = await withDatabaseErrors(
       db,
       () => sql<FaceRow[]>`
-        insert into ${sql(db.schema)}.faces
-          (visitor_id, model_id, dim, embedding, detection_score, box, face_size, image_sha256)
-        values (
-          ${input.visitorId},
-          ${input.modelId},
-          ${input.embedding.length},
-          ${embedding},
-          ${input.detectionScore},
-          ${input.box === null ? null : sql.json(boxToJson(input.box))},
-          ${input.faceSize},
-          ${input.imageSha256}
-        )
-        on conflict on constraint faces_visitor_image_key do nothing
-        returning ${faceColumns(sql)}`,
+        with inserted as (
+          insert into ${sql(db.schema)}.faces
+            (visitor_id, model_id, dim, embedding, detection_score, box, face_size, image_sha256)
+          values (
+            ${input.visitorId},
+            ${input.modelId},
+            ${input.embedding.length},
+            ${embedding},
+            ${input.detectionScore},
+            ${input.box === null ? null : sql.json(boxToJson(input.box))},
+            ${input.faceSize},
+            ${input.imageSha256}
+          )
+          on conflict on constraint faces_visitor_image_key do nothing
+          returning ${faceColumns(sql)}
+        )${
+          audit
+            ? sql`, audited as (
+          insert into ${sql(db.schema)}.audit_log
+            (key_id, action, target_type, target_id, request_id, details)
+          select ${audit.actor.keyId}, 'face.enrol', 'face', id::text,
+            ${audit.actor.requestId ?? null},
+            ${sql.json({ visitorId: input.visitorId, ...audit.details } as never)}
+          from inserted
+        )`
+            : sql``
+        }
+        select * from inserted`,
     );
     return rows[0];
   } catch (error) {
@@ -218,6 +236,40 @@ export async function deleteFace(
       where id = ${faceId} and visitor_id = ${visitorId}`,
   );
   return result.count > 0;
+}
+
+/**
+ * Deletes one face of a visitor with its audit entry, in one transaction, and unlinks
+ * batch items that stored it. Returns the feed seq of the deletion, or null when the
+ * visitor has no face with that id.
+ */
+export async function eraseFace(
+  db: Database,
+  visitorId: string,
+  faceId: number,
+  actor: Actor,
+): Promise<{ seq: number } | null> {
+  if (!isUuid(visitorId) || !isPositiveSafeInteger(faceId)) return null;
+
+  return transaction(db, async (tx) => {
+    const { sql } = tx;
+    const schema = sql(tx.schema);
+    const deleted = await sql`
+      delete from ${schema}.faces where id = ${faceId} and visitor_id = ${visitorId}`;
+    if (deleted.count === 0) return null;
+
+    // The feed trigger holds the feed lock until commit, so the highest seq is this deletion's.
+    const rows = await sql<{ seq: string }[]>`
+      select coalesce(max(seq), 0) as seq from ${schema}.face_changes`;
+    await sql`update ${schema}.batch_items set face_id = null where face_id = ${faceId}`;
+    await recordAudit(tx, actor, {
+      action: 'face.delete',
+      targetType: 'face',
+      targetId: String(faceId),
+      details: { visitorId },
+    });
+    return { seq: bigintToNumber(rows[0]!.seq) };
+  });
 }
 
 /** Counts stored faces per embedding model. */

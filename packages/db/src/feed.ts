@@ -12,7 +12,8 @@ export interface FaceChange {
   seq: number;
   op: 'add' | 'delete';
   faceId: number;
-  visitorId: string;
+  /** The face's visitor for an 'add' whose face still exists; null otherwise (the feed stores no visitor ids). */
+  visitorId: string | null;
   modelId: string;
   /** The face's embedding for an 'add' whose face still exists; null otherwise. */
   embedding: Float32Array | null;
@@ -36,7 +37,7 @@ interface ChangeRow {
   seq: string;
   op: 'add' | 'delete';
   face_id: string;
-  visitor_id: string;
+  visitor_id: string | null;
   model_id: string;
   dim: number | null;
   embedding: Buffer | null;
@@ -75,7 +76,7 @@ export async function readChanges(
   const rows = await withDatabaseErrors(
     db,
     () => sql<ChangeRow[]>`
-      select c.seq, c.op, c.face_id, c.visitor_id, c.model_id, f.dim, f.embedding
+      select c.seq, c.op, c.face_id, f.visitor_id, c.model_id, f.dim, f.embedding
       from ${sql(db.schema)}.face_changes c
       left join ${sql(db.schema)}.faces f on c.op = 'add' and f.id = c.face_id
       where c.seq > ${afterSeq}

@@ -16,8 +16,36 @@ export type { Database, DatabaseOptions, Sql } from './database.js';
 
 export { isDatabaseUnavailable, toDatabaseError, withDatabaseErrors } from './errors.js';
 
-export { MIGRATIONS, migrate } from './migrations.js';
-export type { Migration, MigrationResult } from './migrations.js';
+export {
+  MIGRATIONS,
+  grantServiceAccess,
+  migrate,
+  openServiceDatabase,
+  schemaVersion,
+} from './migrations.js';
+export type { Migration, MigrationResult, ServiceDatabaseOptions } from './migrations.js';
+
+export { MAX_AUDIT_PAGE_SIZE, listAudit, recordAudit } from './audit.js';
+export type {
+  Actor,
+  AuditAction,
+  AuditEntry,
+  AuditRecord,
+  AuditTargetType,
+  ListAuditOptions,
+} from './audit.js';
+
+export {
+  insertApiKey,
+  listApiKeys,
+  listenForKeyChanges,
+  loadActiveApiKeys,
+  revokeApiKey,
+} from './api-keys.js';
+export type { ActiveApiKey, ApiKeyRecord, ApiKeyScope, NewApiKey } from './api-keys.js';
+
+export { pruneMatchLog, recordMatches } from './match-log.js';
+export type { MatchLogEntry } from './match-log.js';
 
 export {
   BYTES_PER_VALUE,
@@ -32,12 +60,14 @@ export {
   MAX_VISITOR_PAGE_SIZE,
   createVisitor,
   deleteVisitor,
+  eraseVisitor,
   getVisitor,
   getVisitorsByIds,
   listVisitors,
   updateVisitor,
 } from './visitors.js';
 export type {
+  Erasure,
   ListVisitorsOptions,
   NewVisitor,
   Visitor,
@@ -50,6 +80,7 @@ export {
   DEFAULT_EMBEDDING_BATCH_SIZE,
   countFacesByModel,
   deleteFace,
+  eraseFace,
   getEmbedding,
   insertFace,
   listFaces,
@@ -116,6 +147,7 @@ export type {
   ListBatchItemsOptions,
   MultipleFacesPolicy,
   NewBatch,
+  NewBatchOptions,
   NewBatchItem,
   ResolvedTableSource,
   StoredItemFace,

@@ -3,9 +3,11 @@
  * truth for visitors and faces; each matcher's HNSW index is derived from `faces` and kept
  * current through the `face_changes` feed.
  */
+import { FaceGateError } from '@facegate/errors';
+
 import type { Database } from './database.js';
-import { quoteIdentifier } from './database.js';
-import { withDatabaseErrors } from './errors.js';
+import { createDatabase, quoteIdentifier } from './database.js';
+import { describePostgresError, withDatabaseErrors } from './errors.js';
 
 export interface Migration {
   /** Position in the order of application; never reuse or renumber a released version. */
@@ -174,8 +176,115 @@ create index batch_items_batch_status_key_idx on ${schema}.batch_items (batch_id
 `,
 };
 
+const createAccessTables: Migration = {
+  version: 3,
+  name: 'create api keys, the audit log and the match log; drop visitor ids from the feed',
+  sql: (schema) => `
+-- An API key is sent as 'fgk_<id>_<secret>'. Only the SHA-256 of the whole key is stored:
+-- the secret is 32 random bytes, so a fast hash cannot be reversed by guessing.
+create table ${schema}.api_keys (
+  id text primary key check (id ~ '^[a-z0-9]{12}$'),
+  name text not null check (length(name) between 1 and 200),
+  key_sha256 bytea not null constraint api_keys_key_sha256_key unique
+    check (octet_length(key_sha256) = 32),
+  scopes text[] not null
+    check (cardinality(scopes) > 0 and scopes <@ array['recognize', 'enrol', 'admin']),
+  -- key id of the admin key that created this one, or 'cli'
+  created_by text not null,
+  created_at timestamptz not null default now(),
+  -- keys are revoked, never deleted, so audit entries keep pointing at a known key
+  revoked_at timestamptz
+);
+
+-- Every gateway listens on this channel and reloads its keys, so a revocation takes
+-- effect everywhere within a round trip instead of at the next periodic reload.
+create function ${schema}.notify_api_keys() returns trigger
+language plpgsql as $function$
+begin
+  perform pg_notify(tg_table_schema || '_api_keys', '');
+  return null;
+end
+$function$;
+
+create trigger api_keys_notify
+  after insert or update or delete or truncate on ${schema}.api_keys
+  for each statement execute function ${schema}.notify_api_keys();
+
+-- Who changed what and when. Targets are ids only, never names or images.
+create table ${schema}.audit_log (
+  id bigint generated always as identity primary key,
+  at timestamptz not null default now(),
+  -- null when the service runs without API keys
+  key_id text,
+  action text not null,
+  target_type text not null,
+  target_id text not null,
+  request_id text,
+  details jsonb not null default '{}' check (jsonb_typeof(details) = 'object')
+);
+
+create index audit_log_at_idx on ${schema}.audit_log (at);
+create index audit_log_target_idx on ${schema}.audit_log (target_type, target_id);
+
+-- Recognition results, written only when MATCH_LOG_RETENTION_DAYS is above 0 and pruned
+-- after that many days. Deleting a visitor deletes its rows by cascade.
+create table ${schema}.match_log (
+  id bigint generated always as identity primary key,
+  at timestamptz not null default now(),
+  key_id text,
+  request_id text,
+  -- null for a face that matched no registered visitor
+  visitor_id uuid
+    constraint match_log_visitor_id_fkey references ${schema}.visitors (id) on delete cascade,
+  face_id bigint,
+  similarity real
+);
+
+create index match_log_at_idx on ${schema}.match_log (at);
+create index match_log_visitor_id_idx on ${schema}.match_log (visitor_id) where visitor_id is not null;
+
+-- The key that started a batch, recorded again in the audit entry of each face it enrols.
+alter table ${schema}.batches add column created_by text;
+
+-- Erasing a visitor also redacts the batch items that named it or stored its faces.
+create index batch_items_face_id_idx on ${schema}.batch_items (face_id) where face_id is not null;
+create index batch_items_external_id_idx on ${schema}.batch_items (external_id)
+  where external_id is not null;
+
+-- Matchers take the visitor of an added face from faces, so the feed keeps no link from
+-- a deleted face to its visitor.
+alter table ${schema}.face_changes drop column visitor_id;
+
+create or replace function ${schema}.record_face_change() returns trigger
+language plpgsql as $function$
+declare
+  change_seq bigint;
+begin
+  perform pg_advisory_xact_lock(hashtextextended('facegate.face_changes:' || tg_table_schema, 0));
+
+  if tg_op = 'INSERT' then
+    insert into ${schema}.face_changes (op, face_id, model_id)
+      values ('add', new.id, new.model_id)
+      returning seq into change_seq;
+  else
+    insert into ${schema}.face_changes (op, face_id, model_id)
+      values ('delete', old.id, old.model_id)
+      returning seq into change_seq;
+  end if;
+
+  perform pg_notify(tg_table_schema || '_face_changes', change_seq::text);
+  return null;
+end
+$function$;
+`,
+};
+
 /** Every migration, in order. Append new ones; never edit one that has been released. */
-export const MIGRATIONS: readonly Migration[] = [createTables, createBatchTables];
+export const MIGRATIONS: readonly Migration[] = [
+  createTables,
+  createBatchTables,
+  createAccessTables,
+];
 
 export interface MigrationResult {
   /** Versions applied by this call, in order; empty when the schema was already current. */
@@ -194,6 +303,11 @@ export async function migrate(
   migrations: readonly Migration[] = MIGRATIONS,
 ): Promise<MigrationResult> {
   const schema = quoteIdentifier(db.schema);
+  const latest = Math.max(0, ...migrations.map((migration) => migration.version));
+
+  // A current schema needs no lock and no DDL, so a role without CREATE rights can start.
+  const current = await schemaVersion(db);
+  if (current >= latest) return { applied: [], version: current };
 
   return withDatabaseErrors(db, () =>
     db.sql.begin(async (tx) => {
@@ -223,5 +337,111 @@ export async function migrate(
 
       return { applied, version: Math.max(0, ...done) };
     }),
+  ).catch((error: unknown) => {
+    if (describePostgresError(error)?.sqlState === '42501') {
+      throw new FaceGateError(
+        'CONFIG_INVALID',
+        `the database schema ${db.schema} is at version ${current} and needs migration to ${latest}, ` +
+          `but this database role may not change it; run 'fr db migrate' with the schema owner's URL, ` +
+          `or set DATABASE_MIGRATION_URL`,
+        { cause: error, details: { schema: db.schema, version: current, required: latest } },
+      );
+    }
+    throw error;
+  });
+}
+
+/** Returns the highest applied migration version, or 0 when the schema has none. */
+export async function schemaVersion(db: Database): Promise<number> {
+  const rows = await withDatabaseErrors(
+    db,
+    () => db.sql<{ version: number | null }[]>`
+      select case when to_regclass(${quoteIdentifier(db.schema) + '.schema_migrations'}) is null
+        then null else 0 end as version`,
   );
+  if (rows[0]?.version === null) return 0;
+  const versions = await withDatabaseErrors(
+    db,
+    () => db.sql<{ version: number | null }[]>`
+      select max(version) as version from ${db.sql(db.schema)}.schema_migrations`,
+  );
+  return versions[0]?.version ?? 0;
+}
+
+/**
+ * Grants a database role what the service needs and nothing more: it can read and write
+ * visitors, faces and batches, append to the feed and the audit log, and revoke keys.
+ * It cannot create, alter or drop tables, truncate them, or change audit entries.
+ * Run by the schema owner after migrating; safe to run again.
+ */
+export async function grantServiceAccess(db: Database, role: string): Promise<void> {
+  const { sql } = db;
+  const schema = sql(db.schema);
+  const grantee = sql(role);
+
+  await withDatabaseErrors(db, () =>
+    sql.begin(async (tx) => {
+      await tx`grant usage on schema ${schema} to ${grantee}`;
+      await tx`grant select, insert, update, delete on
+        ${schema}.visitors, ${schema}.faces, ${schema}.batches, ${schema}.batch_items,
+        ${schema}.match_log
+        to ${grantee}`;
+      await tx`grant select, insert on ${schema}.face_changes, ${schema}.audit_log to ${grantee}`;
+      await tx`grant select, insert, update on ${schema}.api_keys to ${grantee}`;
+      await tx`grant select on ${schema}.schema_migrations to ${grantee}`;
+      await tx`grant usage, select on all sequences in schema ${schema} to ${grantee}`;
+    }),
+  );
+}
+
+/** Settings of `openServiceDatabase`. */
+export interface ServiceDatabaseOptions {
+  /** URL the process works with; its role needs only the rights of grantServiceAccess. */
+  url: string;
+  /** URL of the schema owner, used to migrate and grant; when unset, `url` migrates. */
+  migrationUrl?: string | undefined;
+  schema: string;
+  maxConnections?: number;
+}
+
+/**
+ * Opens the database a service process works with. With a migration URL, the owner
+ * role migrates the schema and grants the service role (the user of `url`) its rights,
+ * then that connection is closed. Without one, `url` migrates, which fails with
+ * CONFIG_INVALID if its role may not change a schema that needs migrating.
+ */
+export async function openServiceDatabase(options: ServiceDatabaseOptions): Promise<Database> {
+  if (options.migrationUrl) {
+    const owner = createDatabase({
+      url: options.migrationUrl,
+      schema: options.schema,
+      maxConnections: 1,
+    });
+    try {
+      await migrate(owner);
+      const role = roleOf(options.url);
+      if (role !== null && role !== roleOf(options.migrationUrl))
+        await grantServiceAccess(owner, role);
+    } finally {
+      await owner.close();
+    }
+  }
+
+  const db = createDatabase({
+    url: options.url,
+    schema: options.schema,
+    ...(options.maxConnections === undefined ? {} : { maxConnections: options.maxConnections }),
+  });
+  await migrate(db);
+  return db;
+}
+
+/** Returns the user name of a connection URL, or null when the URL names none. */
+function roleOf(url: string): string | null {
+  try {
+    const name = decodeURIComponent(new URL(url).username);
+    return name === '' ? null : name;
+  } catch {
+    return null;
+  }
 }

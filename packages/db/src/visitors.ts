@@ -1,9 +1,10 @@
 import { FaceGateError } from '@facegate/errors';
 import type postgres from 'postgres';
 
-import type { Database, Sql } from './database.js';
+import { type Actor, recordAudit } from './audit.js';
+import { type Database, type Sql, transaction } from './database.js';
 import { describePostgresError, withDatabaseErrors } from './errors.js';
-import { isUuid } from './ids.js';
+import { bigintToNumber, isUuid } from './ids.js';
 
 /** Free-form JSON object stored with a visitor. */
 export type VisitorMetadata = Record<string, unknown>;
@@ -230,16 +231,75 @@ export async function updateVisitor(
   return rows[0] ? toVisitor(rows[0]) : null;
 }
 
-/** Deletes the visitor and, by cascade, its faces. Returns whether the visitor existed. */
-export async function deleteVisitor(db: Database, id: string): Promise<boolean> {
-  if (!isUuid(id)) return false;
-  const { sql } = db;
+/** What erasing a visitor removed. */
+export interface Erasure {
+  /** Ids of the faces deleted with the visitor; matchers drop them from their indexes. */
+  faceIds: number[];
+  /** Feed seq of the last face deletion, or 0 when the visitor had no faces. */
+  seq: number;
+  /** Batch items that named the visitor or stored one of its faces, now redacted. */
+  redactedBatchItems: number;
+}
 
-  const result = await withDatabaseErrors(
-    db,
-    () => sql`delete from ${sql(db.schema)}.visitors where id = ${id}`,
-  );
-  return result.count > 0;
+/**
+ * Erases a visitor in one transaction: its faces (embeddings and image hashes), its match
+ * log rows (by cascade), and the identifying fields of batch items that named it or stored
+ * its faces. The audit log gets a 'visitor.delete' entry with ids and counts only.
+ * Returns null when there is no such visitor.
+ */
+export async function eraseVisitor(
+  db: Database,
+  id: string,
+  actor: Actor = { keyId: null },
+): Promise<Erasure | null> {
+  if (!isUuid(id)) return null;
+
+  return transaction(db, async (tx) => {
+    const { sql } = tx;
+    const schema = sql(tx.schema);
+    const visitors = await sql<{ external_id: string | null }[]>`
+      select external_id from ${schema}.visitors where id = ${id} for update`;
+    if (visitors.length === 0) return null;
+    const externalId = visitors[0]!.external_id;
+
+    // An item key can be a file path or an external id, which may name the person, so it
+    // is replaced by a random one; the item keeps its status so batch counts stay true.
+    const redacted = await sql`
+      update ${schema}.batch_items set
+        item_key = 'erased:' || gen_random_uuid()::text,
+        external_id = null, name = null, locator = null, face_id = null,
+        reason = 'erased with its visitor', updated_at = now()
+      where face_id in (select id from ${schema}.faces where visitor_id = ${id})
+        ${externalId === null ? sql`` : sql`or external_id = ${externalId}`}`;
+
+    const faces = await sql<{ id: string }[]>`
+      delete from ${schema}.faces where visitor_id = ${id} returning id`;
+    // The feed trigger holds the feed lock until commit, so the highest seq is this transaction's.
+    const seq =
+      faces.length === 0
+        ? 0
+        : bigintToNumber(
+            (
+              await sql<{ seq: string }[]>`
+                select coalesce(max(seq), 0) as seq from ${schema}.face_changes`
+            )[0]!.seq,
+          );
+    await sql`delete from ${schema}.visitors where id = ${id}`;
+
+    const faceIds = faces.map((face) => bigintToNumber(face.id));
+    await recordAudit(tx, actor, {
+      action: 'visitor.delete',
+      targetType: 'visitor',
+      targetId: id,
+      details: { faces: faceIds.length, redactedBatchItems: redacted.count },
+    });
+    return { faceIds, seq, redactedBatchItems: redacted.count };
+  });
+}
+
+/** Erases the visitor (see eraseVisitor) and returns whether it existed. */
+export async function deleteVisitor(db: Database, id: string): Promise<boolean> {
+  return (await eraseVisitor(db, id)) !== null;
 }
 
 /** Runs an insert or update of a visitor, reporting a taken externalId as 'CONFLICT'. */

@@ -43,7 +43,17 @@ test('migrate creates the tables in the schema', async () => {
 
   assert.deepEqual(
     rows.map((row) => row.table_name),
-    ['batch_items', 'batches', 'face_changes', 'faces', 'schema_migrations', 'visitors'],
+    [
+      'api_keys',
+      'audit_log',
+      'batch_items',
+      'batches',
+      'face_changes',
+      'faces',
+      'match_log',
+      'schema_migrations',
+      'visitors',
+    ],
   );
 });
 

@@ -254,11 +254,17 @@ export class FaceIndex {
     this.assignVisitor(faceId, visitorId);
   }
 
-  /** Removes a face from search results. Returns false when the face is not in the index. */
+  /**
+   * Removes a face from search results and erases its vector: hnswlib keeps a deleted
+   * node's data in memory and in saved files, so the vector is first overwritten with one
+   * derived from the face id alone. Returns false when the face is not in the index.
+   */
   remove(faceId: number): boolean {
     assertFaceId(faceId);
     if (!this.vectors.has(faceId)) return false;
 
+    // addPoint on a live label replaces its vector in place and relinks it.
+    this.graph.addPoint(erasedVector(faceId, this.settings.dim), faceId);
     this.graph.markDelete(faceId);
     this.possiblyDeletedLabels.add(faceId);
     this.vectors.delete(faceId);
@@ -595,6 +601,29 @@ function resolveOptions(options: FaceIndexOptions): Settings {
   );
   assertIntegerInRange('CONFIG_INVALID', 'exactSearchMaxFaces', settings.exactSearchMaxFaces, 0);
   return settings;
+}
+
+/**
+ * A unit vector that depends only on the face id (xorshift32 seeded with it), written over
+ * the vector of a removed face. It is random-looking rather than constant so that
+ * deleted nodes do not all collapse onto one point of the graph.
+ */
+function erasedVector(faceId: number, dim: number): number[] {
+  let state = (faceId ^ 0x9e3779b9) >>> 0 || 1;
+  const values = new Array<number>(dim);
+  let sumOfSquares = 0;
+  for (let i = 0; i < dim; i += 1) {
+    state ^= state << 13;
+    state >>>= 0;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    const value = state / 0xffff_ffff - 0.5;
+    values[i] = value;
+    sumOfSquares += value * value;
+  }
+  const norm = Math.sqrt(sumOfSquares) || 1;
+  return values.map((value) => value / norm);
 }
 
 function sameVector(a: Float32Array, b: Float32Array): boolean {

@@ -57,6 +57,8 @@ export interface SaveResult {
   directory: string;
   generation: number;
   savedAt: string;
+  /** Change-feed seq of the saved state: every change up to it is in the saved files. */
+  lastSeq: number;
   indexBytes: number;
   metadataBytes: number;
   /** Older generations and leftover temporary files deleted after the save. */
@@ -131,6 +133,7 @@ export async function commitGeneration(
       directory: dir,
       generation,
       savedAt: metadata.savedAt,
+      lastSeq: metadata.lastSeq,
       indexBytes: indexDigest.sizeBytes,
       metadataBytes: metadataBytes.length,
       ...cleanup,

@@ -68,6 +68,8 @@ export class LiveVectorStore {
       this.faceIdByRow[row] = movedFaceId;
       this.rowByFaceId.set(movedFaceId, row);
     }
+    // The vacated last row would otherwise keep a copy of a vector until it is reused.
+    this.matrix.fill(0, lastRow * this.dim, (lastRow + 1) * this.dim);
     this.faceIdByRow.pop();
     this.rowByFaceId.delete(faceId);
     return true;
