@@ -37,7 +37,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       result[key] = parsed.data;
     } else {
       const reason = parsed.error.issues.map((issue) => issue.message).join('; ');
-      problems.push(`${spec.env}=${JSON.stringify(raw ?? '')}: ${reason}`);
+      const shown = spec.secret ? '(value hidden)' : JSON.stringify(raw ?? '');
+      problems.push(`${spec.env}=${shown}: ${reason}`);
     }
   }
 

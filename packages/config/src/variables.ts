@@ -26,6 +26,8 @@ export interface VariableSpec<T> {
   /** How the default is shown in docs when it depends on the machine. */
   defaultLabel?: string;
   schema: z.ZodType<T>;
+  /** The value may hold a password or key, so error messages leave it out. */
+  secret?: boolean;
 }
 
 function variable<T>(
@@ -38,6 +40,11 @@ function variable<T>(
   const spec: VariableSpec<T> = { env, description, defaultValue, schema };
   if (defaultLabel !== undefined) spec.defaultLabel = defaultLabel;
   return spec;
+}
+
+/** Marks a variable whose value must not appear in error messages. */
+function secret<T>(spec: VariableSpec<T>): VariableSpec<T> {
+  return { ...spec, secret: true };
 }
 
 const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
@@ -142,11 +149,24 @@ export const variables = {
     optionalNumber(-1, 1),
     'per model (see README)',
   ),
-  databaseUrl: variable(
-    'DATABASE_URL',
-    'PostgreSQL connection URL.',
-    'postgres://postgres@127.0.0.1:5432/postgres',
-    z.string().regex(/^postgres(ql)?:\/\//, 'must start with postgres:// or postgresql://'),
+  databaseUrl: secret(
+    variable(
+      'DATABASE_URL',
+      'PostgreSQL connection URL.',
+      'postgres://postgres@127.0.0.1:5432/postgres',
+      z.string().regex(/^postgres(ql)?:\/\//, 'must start with postgres:// or postgresql://'),
+    ),
+  ),
+  databaseMigrationUrl: secret(
+    variable(
+      'DATABASE_MIGRATION_URL',
+      "PostgreSQL URL of the schema owner: when set, processes migrate with it and grant DATABASE_URL's role the rights it needs, so that role cannot change the schema.",
+      undefined,
+      z
+        .string()
+        .regex(/^postgres(ql)?:\/\//, 'must start with postgres:// or postgresql://')
+        .optional(),
+    ),
   ),
   databaseSchema: variable(
     'DATABASE_SCHEMA',
@@ -159,11 +179,13 @@ export const variables = {
         'must be a plain identifier: letters, digits, underscore',
       ),
   ),
-  redisUrl: variable(
-    'REDIS_URL',
-    'Redis connection URL (queues, image hand-off, replies, heartbeats).',
-    'redis://127.0.0.1:6379',
-    z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://'),
+  redisUrl: secret(
+    variable(
+      'REDIS_URL',
+      'Redis connection URL (queues, image hand-off, replies, heartbeats).',
+      'redis://127.0.0.1:6379',
+      z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://'),
+    ),
   ),
   queuePrefix: variable(
     'QUEUE_PREFIX',
@@ -336,6 +358,62 @@ export const variables = {
     'Open WebSocket streams per gateway above which new ones are rejected with 503.',
     '64',
     integer(1, 100_000),
+  ),
+  apiKeys: secret(
+    variable(
+      'API_KEYS',
+      'API keys for simple deployments: `<key>:<scope>[+<scope>],...` with scopes recognize, enrol and admin; keys need 16+ characters. Keys from `fr keys create` are added to these.',
+      undefined,
+      z.string().optional(),
+    ),
+  ),
+  authRequired: variable(
+    'AUTH_REQUIRED',
+    'With true, the gateway rejects every request while no API key exists, instead of running open.',
+    'false',
+    z.enum(['true', 'false']).transform((value) => value === 'true'),
+  ),
+  rateLimitPerSecond: variable(
+    'RATE_LIMIT_PER_SECOND',
+    'Sustained requests per second per API key, shared by all gateways through Redis; 0 turns the limit off (a gateway without keys has no limit).',
+    '100',
+    number(0, 1_000_000),
+  ),
+  rateLimitBurst: variable(
+    'RATE_LIMIT_BURST',
+    'Requests one API key may send at once above the sustained rate.',
+    '200',
+    integer(1, 1_000_000),
+  ),
+  streamMaxConnectionsPerKey: variable(
+    'STREAM_MAX_CONNECTIONS_PER_KEY',
+    'Open WebSocket streams per API key on one gateway above which new ones are rejected with 429.',
+    '16',
+    integer(1, 100_000),
+  ),
+  maxCandidates: variable(
+    'MAX_CANDIDATES',
+    'Largest top_k: candidate visitors returned per recognized face.',
+    '20',
+    integer(1, 100),
+  ),
+  batchMaxItems: variable(
+    'BATCH_MAX_ITEMS',
+    'Images one batch may contain; a larger source fails at planning with BATCH_TOO_LARGE.',
+    '1000000',
+    integer(1, 100_000_000),
+  ),
+  matchLogRetentionDays: variable(
+    'MATCH_LOG_RETENTION_DAYS',
+    'Days recognition results are kept in match_log; 0 stores none.',
+    '0',
+    integer(0, 3650),
+  ),
+  erasureTimeoutMs: variable(
+    'ERASURE_TIMEOUT_MS',
+    'Milliseconds a visitor or face deletion waits for every running matcher to drop the faces from its index and its saved file.',
+    '10000',
+    integer(100, 600_000),
   ),
   logLevel: variable(
     'LOG_LEVEL',

@@ -48,6 +48,8 @@ export type InferenceJob =
       visitorId: string;
       /** 'strict' rejects several faces with MULTIPLE_FACES; 'largest' takes the largest. */
       multipleFaces: 'strict' | 'largest';
+      /** API key of the caller, recorded in the audit log with the new face; null when open. */
+      keyId?: string | null;
     })
   | (ReplyAddress & {
       kind: 'verify';
