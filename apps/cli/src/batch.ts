@@ -27,7 +27,8 @@ options:
   --poll-interval-ms N            milliseconds between progress requests (default 1000)
 
 Paths are sent to the gateway as absolute paths; the inference workers read them, so
-they must see the same file system.`;
+they must see the same file system. When the gateway requires API keys, set FR_API_KEY
+to a key with the enrol scope.`;
 
 /** Seconds between progress lines when stderr is not a terminal (a log file, CI). */
 const LOG_LINE_INTERVAL_MS = 5000;
@@ -98,7 +99,11 @@ async function request(
   try {
     response = await fetch(`${baseUrl}${path}`, {
       method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      headers: {
+        ...(body !== undefined && { 'content-type': 'application/json' }),
+        // The gateway needs a key with the enrol scope once keys are configured.
+        ...(process.env.FR_API_KEY && { 'x-api-key': process.env.FR_API_KEY }),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: AbortSignal.timeout(30_000),
     });

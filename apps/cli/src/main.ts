@@ -1,10 +1,12 @@
 #!/usr/bin/env node
-// Command-line access to the vision pipeline: `fr detect <image>`, `fr verify <a> <b>`.
+// Command-line access to the vision pipeline (`fr detect <image>`, `fr verify <a> <b>`),
+// bulk extraction, API keys and migrations.
 // Prints JSON on stdout; on failure prints {"error": {"code", "message"}} on stderr
 // and exits 1 (2 for invalid usage or configuration).
 import { ConfigError, loadConfig } from '@facegate/config';
 import { FaceGateError, serializeError } from '@facegate/errors';
 
+import { dbCommand, keysCommand } from './admin.js';
 import { batchCommand } from './batch.js';
 import { detectCommand, verifyCommand } from './commands.js';
 
@@ -13,12 +15,16 @@ const USAGE = `usage: fr <command> [arguments]
 commands:
   detect <image> [--min-score S] [--limit N]   find faces: box, score, landmarks
   verify <imageA> <imageB> [--threshold T]     compare the largest face of each image
-  batch directory|manifest|table|status|cancel  bulk extraction on a running gateway (fr batch --help)`;
+  batch directory|manifest|table|status|cancel  bulk extraction on a running gateway (fr batch --help)
+  keys create|list|revoke                      API keys in PostgreSQL (fr keys --help)
+  db migrate [--grant ROLE]                    apply migrations as the schema owner; grant a service role`;
 
 const COMMANDS: Record<string, typeof detectCommand> = {
   detect: detectCommand,
   verify: verifyCommand,
   batch: batchCommand,
+  keys: keysCommand,
+  db: dbCommand,
 };
 
 function fail(code: string, message: string, exitCode: number): never {

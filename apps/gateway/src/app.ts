@@ -1,19 +1,26 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 
+import type { KeyRing, RateLimiter } from '@facegate/auth';
 import type { Config } from '@facegate/config';
-import { type Heartbeat, type KeyNames, readHeartbeats } from '@facegate/contracts';
+import {
+  type Heartbeat,
+  type KeyNames,
+  type RecognizeResult,
+  readHeartbeats,
+} from '@facegate/contracts';
 import {
   type Database,
   type Visitor,
   createVisitor,
-  deleteFace,
-  deleteVisitor,
+  eraseFace,
+  eraseVisitor,
   getVisitor,
   listFaces,
   listVisitors,
-  maxChangeSeq,
   ping,
+  recordAudit,
+  transaction,
   updateVisitor,
 } from '@facegate/db';
 import { FaceGateError, serializeError } from '@facegate/errors';
@@ -24,10 +31,14 @@ import { HttpMetrics, QueueDepthMetrics, StageMetrics } from '@facegate/metrics'
 import type { Registry } from 'prom-client';
 import type { Queues } from '@facegate/contracts';
 
+import { accessControl, actorOf } from './access.js';
 import { registerBatchRoutes } from './batches.js';
 import type { Dispatcher } from './dispatcher.js';
 import { readImages, readJson } from './images.js';
+import { registerKeyRoutes } from './keys.js';
+import type { MatchLogger } from './match-log.js';
 import { buildOpenApi } from './openapi.js';
+import { waitForErasure } from './erasure.js';
 import { swaggerUiRouter } from './docs.js';
 import {
   detectQuery,
@@ -52,6 +63,11 @@ export interface GatewayDeps {
   queues: Queues;
   /** Registry served on /metrics; the gateway's collectors are added to it here. */
   registry: Registry;
+  keyRing: KeyRing;
+  /** Null when RATE_LIMIT_PER_SECOND is 0. */
+  rateLimiter: RateLimiter | null;
+  /** Null unless MATCH_LOG_RETENTION_DAYS is above 0. */
+  matchLogger?: MatchLogger | null;
 }
 
 const QUEUE_STATES = ['waiting', 'active', 'delayed', 'failed'] as const;
@@ -149,6 +165,16 @@ async function checkReadiness(
       reason: matcher.detail.reason,
     })),
   };
+  const mode = deps.keyRing.mode;
+  const noKeys = mode === 'keys' && deps.keyRing.keyIds.length === 0;
+  checks.auth = {
+    ok: !noKeys,
+    mode,
+    ...(mode === 'open' && {
+      warning: 'no API keys are configured: every client can enrol, read and recognize visitors',
+    }),
+    ...(noKeys && { error: 'AUTH_REQUIRED is set or every key is revoked, but no key is active' }),
+  };
   const ready = Object.values(checks).every((check) => (check as { ok: boolean }).ok);
   return { ready, checks };
 }
@@ -156,7 +182,42 @@ async function checkReadiness(
 export function createApp(deps: GatewayDeps): express.Express {
   const { config, db, dispatcher, logger } = deps;
   const seq = new SeqTracker();
+  const guard = accessControl({
+    keyRing: deps.keyRing,
+    rateLimiter: deps.rateLimiter,
+    logger,
+  });
   const limits = { maxImageBytes: config.maxImageBytes };
+  /**
+   * Ends a deletion: 204 once every running matcher has dropped the faces from memory and
+   * from its saved index, else 202 naming the matchers that have not confirmed yet.
+   */
+  async function answerErasure(response: Response, erasureSeq: number, what: string) {
+    if (erasureSeq === 0) {
+      response.status(204).end();
+      return;
+    }
+    const status = await waitForErasure(deps.redis, deps.keys, erasureSeq, config.erasureTimeoutMs);
+    if (status.complete) {
+      response.status(204).end();
+      return;
+    }
+    logger.warn(
+      { what, seq: erasureSeq, pending: status.pending },
+      'erasure not confirmed by every matcher',
+    );
+    response.status(202).json({
+      status: 'pending',
+      message:
+        status.pending.length === 0
+          ? `${what} is deleted from the database, but no matcher is running to confirm that its index no longer holds it; a matcher erases it from its saved index when it starts`
+          : `${what} is deleted from the database; matchers ${status.pending.join(', ')} have not confirmed within ${config.erasureTimeoutMs} ms that their indexes no longer hold it, and erase it when they catch up`,
+      seq: erasureSeq,
+      confirmed: status.confirmed,
+      pending: status.pending,
+    });
+  }
+
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
@@ -186,6 +247,7 @@ export function createApp(deps: GatewayDeps): express.Express {
       logger.debug(
         {
           requestId: request.requestId,
+          keyId: request.principal?.keyId,
           method: request.method,
           route,
           status: response.statusCode,
@@ -223,10 +285,14 @@ export function createApp(deps: GatewayDeps): express.Express {
 
   app.get('/ready', async (_request, response) => {
     const { ready, checks } = await checkReadiness(deps);
-    response.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', checks });
+    response.status(ready ? 200 : 503).json({
+      status: ready ? 'ready' : 'not ready',
+      auth: deps.keyRing.mode,
+      checks,
+    });
   });
 
-  app.post('/api/v1/detect', async (request, response) => {
+  app.post('/api/v1/detect', guard('recognize'), async (request, response) => {
     const query = parse(detectQuery, request.query, 'query');
     const { images } = await readImages(request, ['image'], [], limits);
     const result = await dispatcher.request('detect', request.requestId, [images.get('image')!], {
@@ -235,8 +301,14 @@ export function createApp(deps: GatewayDeps): express.Express {
     response.json(result);
   });
 
-  app.post('/api/v1/recognize', async (request, response) => {
+  app.post('/api/v1/recognize', guard('recognize'), async (request, response) => {
     const query = parse(recognizeQuery, request.query, 'query');
+    if (query.top_k > config.maxCandidates) {
+      throw new FaceGateError(
+        'INVALID_REQUEST',
+        `query 'top_k' is ${query.top_k}; the limit is ${config.maxCandidates} (MAX_CANDIDATES)`,
+      );
+    }
     const arrived = performance.now();
     const { images } = await readImages(request, ['image'], [], limits);
     const uploadMs = performance.now() - arrived;
@@ -249,10 +321,11 @@ export function createApp(deps: GatewayDeps): express.Express {
         match: { topK: query.top_k, threshold: query.threshold, minSeq: seq.value },
       },
     );
+    deps.matchLogger?.record(actorOf(request), result as RecognizeResult);
     response.json(withGatewayTimings(result, uploadMs, performance.now() - arrived));
   });
 
-  app.post('/api/v1/verify', async (request, response) => {
+  app.post('/api/v1/verify', guard('recognize'), async (request, response) => {
     const query = parse(verifyQuery, request.query, 'query');
     const { images, fields } = await readImages(
       request,
@@ -290,13 +363,21 @@ export function createApp(deps: GatewayDeps): express.Express {
     response.json(result);
   });
 
-  app.post('/api/v1/visitors', async (request, response) => {
+  app.post('/api/v1/visitors', guard('enrol'), async (request, response) => {
     const body = parse(newVisitorBody, await readJson(request), 'body');
-    const visitor = await createVisitor(db, body);
+    const visitor = await transaction(db, async (tx) => {
+      const created = await createVisitor(tx, body);
+      await recordAudit(tx, actorOf(request), {
+        action: 'visitor.create',
+        targetType: 'visitor',
+        targetId: created.id,
+      });
+      return created;
+    });
     response.status(201).json(visitorJson(visitor));
   });
 
-  app.get('/api/v1/visitors', async (request, response) => {
+  app.get('/api/v1/visitors', guard('enrol'), async (request, response) => {
     const query = parse(listVisitorsQuery, request.query, 'query');
     const page = await listVisitors(db, query);
     response.json({
@@ -306,29 +387,41 @@ export function createApp(deps: GatewayDeps): express.Express {
     });
   });
 
-  app.get('/api/v1/visitors/:id', async (request, response) => {
+  app.get('/api/v1/visitors/:id', guard('enrol'), async (request, response) => {
     const { id } = parse(visitorIdParams, request.params, 'path');
     const visitor = await getVisitor(db, id);
     if (!visitor) throw notFound(`visitor ${id}`);
     response.json(visitorJson(visitor));
   });
 
-  app.patch('/api/v1/visitors/:id', async (request, response) => {
+  app.patch('/api/v1/visitors/:id', guard('enrol'), async (request, response) => {
     const { id } = parse(visitorIdParams, request.params, 'path');
     const patch = parse(visitorPatchBody, await readJson(request), 'body');
-    const visitor = await updateVisitor(db, id, patch);
+    const visitor = await transaction(db, async (tx) => {
+      const updated = await updateVisitor(tx, id, patch);
+      if (updated) {
+        await recordAudit(tx, actorOf(request), {
+          action: 'visitor.update',
+          targetType: 'visitor',
+          targetId: id,
+          details: { fields: Object.keys(patch) },
+        });
+      }
+      return updated;
+    });
     if (!visitor) throw notFound(`visitor ${id}`);
     response.json(visitorJson(visitor));
   });
 
-  app.delete('/api/v1/visitors/:id', async (request, response) => {
+  app.delete('/api/v1/visitors/:id', guard('enrol'), async (request, response) => {
     const { id } = parse(visitorIdParams, request.params, 'path');
-    if (!(await deleteVisitor(db, id))) throw notFound(`visitor ${id}`);
-    seq.observe(await maxChangeSeq(db));
-    response.status(204).end();
+    const erasure = await eraseVisitor(db, id, actorOf(request));
+    if (!erasure) throw notFound(`visitor ${id}`);
+    seq.observe(erasure.seq);
+    await answerErasure(response, erasure.seq, `visitor ${id}`);
   });
 
-  app.post('/api/v1/visitors/:id/faces', async (request, response) => {
+  app.post('/api/v1/visitors/:id/faces', guard('enrol'), async (request, response) => {
     const { id } = parse(visitorIdParams, request.params, 'path');
     const query = parse(enrolQuery, request.query, 'query');
     const { images } = await readImages(request, ['image'], [], limits);
@@ -336,12 +429,13 @@ export function createApp(deps: GatewayDeps): express.Express {
     const result = (await dispatcher.request('enrol', request.requestId, [images.get('image')!], {
       visitorId: id,
       multipleFaces: query.multiple_faces,
+      keyId: request.principal?.keyId ?? null,
     })) as { created: boolean; seq: number };
     seq.observe(result.seq);
     response.status(result.created ? 201 : 200).json(result);
   });
 
-  app.get('/api/v1/visitors/:id/faces', async (request, response) => {
+  app.get('/api/v1/visitors/:id/faces', guard('enrol'), async (request, response) => {
     const { id } = parse(visitorIdParams, request.params, 'path');
     if (!(await getVisitor(db, id))) throw notFound(`visitor ${id}`);
     const faces = await listFaces(db, id);
@@ -360,14 +454,15 @@ export function createApp(deps: GatewayDeps): express.Express {
     });
   });
 
-  app.delete('/api/v1/visitors/:id/faces/:faceId', async (request, response) => {
+  app.delete('/api/v1/visitors/:id/faces/:faceId', guard('enrol'), async (request, response) => {
     const { id, faceId } = parse(faceIdParams, request.params, 'path');
-    if (!(await deleteFace(db, id, faceId))) throw notFound(`face ${faceId} of visitor ${id}`);
-    seq.observe(await maxChangeSeq(db));
-    response.status(204).end();
+    const erasure = await eraseFace(db, id, faceId, actorOf(request));
+    if (!erasure) throw notFound(`face ${faceId} of visitor ${id}`);
+    seq.observe(erasure.seq);
+    await answerErasure(response, erasure.seq, `face ${faceId}`);
   });
 
-  app.get('/api/v1/index', async (_request, response) => {
+  app.get('/api/v1/index', guard('admin'), async (_request, response) => {
     const matchers = await readHeartbeats(deps.redis, deps.keys, 'matcher');
     if (matchers.length === 0)
       throw new FaceGateError('NOT_READY', 'no matcher is running (no heartbeat in Redis)');
@@ -385,7 +480,8 @@ export function createApp(deps: GatewayDeps): express.Express {
     });
   });
 
-  registerBatchRoutes(app, deps);
+  registerBatchRoutes(app, deps, guard);
+  registerKeyRoutes(app, deps, guard);
 
   app.use((request, _response, next) => {
     next(new FaceGateError('NOT_FOUND', `no route for ${request.method} ${request.path}`));

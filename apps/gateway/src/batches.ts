@@ -18,11 +18,16 @@ import {
   failBatch,
   getBatch,
   listBatchItems,
+  recordAudit,
+  transaction,
 } from '@facegate/db';
 import { FaceGateError } from '@facegate/errors';
+import type { Scope } from '@facegate/auth';
 import type express from 'express';
+import type { RequestHandler } from 'express';
 import { z } from 'zod';
 
+import { actorOf } from './access.js';
 import type { GatewayDeps } from './app.js';
 import { readJson } from './images.js';
 import { parse } from './schemas.js';
@@ -130,19 +135,23 @@ export async function batchReport(
   };
 }
 
-export function registerBatchRoutes(app: express.Express, deps: GatewayDeps): void {
+export function registerBatchRoutes(
+  app: express.Express,
+  deps: GatewayDeps,
+  guard: (scope: Scope) => RequestHandler,
+): void {
   const { db, logger } = deps;
 
-  app.post('/api/v1/batches', async (request, response) => {
+  app.post('/api/v1/batches', guard('enrol'), async (request, response) => {
     const body = parse(newBatchBody, await readJson(request, MAX_BODY_BYTES), 'body');
     // Checked here so a wrong table or column is a 400 now, not a failed batch later.
     if (body.source.type === 'table') await checkTableSource(db, body.source);
 
-    const batch = await createBatch(db, {
-      source: body.source,
-      mode: body.mode,
-      multipleFaces: body.multipleFaces,
-    });
+    const batch = await createBatch(
+      db,
+      { source: body.source, mode: body.mode, multipleFaces: body.multipleFaces },
+      { actor: actorOf(request) },
+    );
     try {
       await addBatchPlanJob(deps.queues, {
         kind: 'plan',
@@ -173,14 +182,14 @@ export function registerBatchRoutes(app: express.Express, deps: GatewayDeps): vo
     response.status(202).json({ id: batch.id, status: batch.status });
   });
 
-  app.get('/api/v1/batches/:id', async (request, response) => {
+  app.get('/api/v1/batches/:id', guard('enrol'), async (request, response) => {
     const { id } = parse(batchIdParams, request.params, 'path');
     const batch = await getBatch(db, id);
     if (!batch) throw new FaceGateError('NOT_FOUND', `batch ${id} does not exist`);
     response.json(await batchReport(deps, batch));
   });
 
-  app.get('/api/v1/batches/:id/items', async (request, response) => {
+  app.get('/api/v1/batches/:id/items', guard('enrol'), async (request, response) => {
     const { id } = parse(batchIdParams, request.params, 'path');
     const query = parse(batchItemsQuery, request.query, 'query');
     if (!(await getBatch(db, id)))
@@ -189,9 +198,19 @@ export function registerBatchRoutes(app: express.Express, deps: GatewayDeps): vo
     response.json({ items: page.items.map(itemJson), nextCursor: page.nextCursor ?? null });
   });
 
-  app.delete('/api/v1/batches/:id', async (request, response) => {
+  app.delete('/api/v1/batches/:id', guard('enrol'), async (request, response) => {
     const { id } = parse(batchIdParams, request.params, 'path');
-    const result = await cancelBatch(db, id);
+    const result = await transaction(db, async (tx) => {
+      const outcome = await cancelBatch(tx, id);
+      if (outcome?.cancelled) {
+        await recordAudit(tx, actorOf(request), {
+          action: 'batch.cancel',
+          targetType: 'batch',
+          targetId: id,
+        });
+      }
+      return outcome;
+    });
     if (!result) throw new FaceGateError('NOT_FOUND', `batch ${id} does not exist`);
     if (!result.cancelled && result.batch.status !== 'cancelled') {
       throw new FaceGateError(

@@ -2,14 +2,17 @@
 // and answers with what the workers and the matcher publish. It never runs a model.
 import type { Server } from 'node:http';
 
+import { KeyRing, RateLimiter, parseApiKeysVariable } from '@facegate/auth';
 import { loadConfigOrExit } from '@facegate/config';
 import { createQueues, createRedis, keyNames, waitForRedis } from '@facegate/contracts';
-import { createDatabase, migrate } from '@facegate/db';
+import { openServiceDatabase } from '@facegate/db';
+import { FaceGateError } from '@facegate/errors';
 import { createLogger } from '@facegate/logger';
 import { StreamMetrics, createRegistry } from '@facegate/metrics';
 
 import { createApp } from './app.js';
 import { Dispatcher } from './dispatcher.js';
+import { MatchLogger } from './match-log.js';
 import { attachStreamServer, streamOptionsFromConfig } from './stream/index.js';
 
 const SHUTDOWN_TIMEOUT_MS = 15_000;
@@ -19,8 +22,22 @@ async function main(): Promise<void> {
   const logger = createLogger('gateway', config.logLevel);
   const keys = keyNames(config.queuePrefix);
 
-  const db = createDatabase({ url: config.databaseUrl, schema: config.databaseSchema });
-  await migrate(db);
+  let envKeys;
+  try {
+    envKeys = parseApiKeysVariable(config.apiKeys);
+  } catch (error) {
+    if (!(error instanceof FaceGateError)) throw error;
+    process.stderr.write(`gateway: invalid configuration:\n  - ${error.message}\n`);
+    process.exit(2);
+  }
+
+  const db = await openServiceDatabase({
+    url: config.databaseUrl,
+    migrationUrl: config.databaseMigrationUrl,
+    schema: config.databaseSchema,
+  });
+  const keyRing = new KeyRing({ envKeys, db, logger, required: config.authRequired });
+  await keyRing.start();
   const redis = createRedis(config.redisUrl);
   await waitForRedis(redis, (error) => logger.warn({ err: error }, 'waiting for Redis'));
   redis.on('error', (error) => logger.warn({ err: error }, 'Redis connection error'));
@@ -46,8 +63,33 @@ async function main(): Promise<void> {
   });
   await dispatcher.start();
 
+  const rateLimiter =
+    config.rateLimitPerSecond > 0
+      ? new RateLimiter(redis, {
+          ratePerSecond: config.rateLimitPerSecond,
+          burst: config.rateLimitBurst,
+          prefix: config.queuePrefix,
+        })
+      : null;
+  const matchLogger =
+    config.matchLogRetentionDays > 0
+      ? new MatchLogger(db, logger, config.matchLogRetentionDays)
+      : null;
+
   const registry = createRegistry('gateway');
-  const app = createApp({ config, db, redis, keys, dispatcher, logger, queues, registry });
+  const app = createApp({
+    config,
+    db,
+    redis,
+    keys,
+    dispatcher,
+    logger,
+    queues,
+    registry,
+    keyRing,
+    rateLimiter,
+    matchLogger,
+  });
   const server: Server = await new Promise((resolve) => {
     const listening = app.listen(config.port, config.host, () => resolve(listening));
   });
@@ -57,7 +99,12 @@ async function main(): Promise<void> {
     logger,
     maxImageBytes: config.maxImageBytes,
     options: streamOptionsFromConfig(config),
+    keyRing,
+    rateLimiter,
+    matchLogger,
+    maxConnectionsPerKey: config.streamMaxConnectionsPerKey,
   });
+  keyRing.on('revoked', (keyIds) => streams.closeStreamsOf(keyIds));
   const streamMetrics = new StreamMetrics(registry, () => streams.stats);
   streams.stats.on('frameLatency', (gatewayMs) =>
     streamMetrics.frameDuration.observe(gatewayMs / 1000),
@@ -84,6 +131,14 @@ async function main(): Promise<void> {
             server.close(() => resolve());
             server.closeIdleConnections();
           }),
+      ],
+      ['stop following API keys', () => keyRing.stop()],
+      [
+        'stop the match log',
+        () => {
+          matchLogger?.stop();
+          return Promise.resolve();
+        },
       ],
       ['close queues', () => queues.close()],
       [

@@ -1,6 +1,9 @@
 import { z } from 'zod';
 
+import type { Scope } from '@facegate/auth';
+
 import { batchIdParams, batchItemsQuery, newBatchBody } from './batches.js';
+import { auditQuery, keyIdParams, newKeyBody } from './keys.js';
 import * as responses from './responses.js';
 import * as schemas from './schemas.js';
 
@@ -10,6 +13,8 @@ type Body = 'image' | 'verify' | z.ZodType;
 interface RouteSpec {
   method: Method;
   path: string;
+  /** Scope an API key needs; unset for the public routes. */
+  scope?: Scope;
   summary: string;
   query?: z.ZodObject;
   pathParams?: z.ZodObject;
@@ -51,6 +56,7 @@ export const ROUTES: RouteSpec[] = [
   {
     method: 'post',
     path: '/api/v1/detect',
+    scope: 'recognize',
     summary: 'Find every face in an image',
     query: schemas.detectQuery,
     body: 'image',
@@ -62,6 +68,7 @@ export const ROUTES: RouteSpec[] = [
   {
     method: 'post',
     path: '/api/v1/recognize',
+    scope: 'recognize',
     summary: 'Find and identify every face among the registered visitors',
     query: schemas.recognizeQuery,
     body: 'image',
@@ -73,6 +80,7 @@ export const ROUTES: RouteSpec[] = [
   {
     method: 'post',
     path: '/api/v1/verify',
+    scope: 'recognize',
     summary: 'Compare two images, or an image with a visitor',
     query: schemas.verifyQuery,
     body: 'verify',
@@ -86,6 +94,7 @@ export const ROUTES: RouteSpec[] = [
   {
     method: 'post',
     path: '/api/v1/visitors',
+    scope: 'enrol',
     summary: 'Register a visitor',
     body: schemas.newVisitorBody,
     responses: {
@@ -97,6 +106,7 @@ export const ROUTES: RouteSpec[] = [
   {
     method: 'get',
     path: '/api/v1/visitors',
+    scope: 'enrol',
     summary: 'List visitors (paginated)',
     query: schemas.listVisitorsQuery,
     responses: {
@@ -107,6 +117,7 @@ export const ROUTES: RouteSpec[] = [
   {
     method: 'get',
     path: '/api/v1/visitors/{id}',
+    scope: 'enrol',
     summary: 'Get a visitor',
     pathParams: schemas.visitorIdParams,
     responses: {
@@ -117,6 +128,7 @@ export const ROUTES: RouteSpec[] = [
   {
     method: 'patch',
     path: '/api/v1/visitors/{id}',
+    scope: 'enrol',
     summary: 'Change a visitor',
     pathParams: schemas.visitorIdParams,
     body: schemas.visitorPatchBody,
@@ -129,13 +141,23 @@ export const ROUTES: RouteSpec[] = [
   {
     method: 'delete',
     path: '/api/v1/visitors/{id}',
-    summary: 'Delete a visitor and their faces',
+    scope: 'enrol',
+    summary:
+      'Erase a visitor: faces, embeddings, image hashes, match log rows and batch item names, in the database and in every running matcher',
     pathParams: schemas.visitorIdParams,
-    responses: { 204: { description: 'Deleted' }, 404: error('Not found.') },
+    responses: {
+      204: { description: 'Erased everywhere' },
+      202: {
+        description: 'Erased from the database; some matchers have not confirmed yet',
+        schema: responses.erasurePendingResponse,
+      },
+      404: error('Not found.'),
+    },
   },
   {
     method: 'post',
     path: '/api/v1/visitors/{id}/faces',
+    scope: 'enrol',
     summary: 'Enrol one photo of a visitor',
     pathParams: schemas.visitorIdParams,
     query: schemas.enrolQuery,
@@ -151,6 +173,7 @@ export const ROUTES: RouteSpec[] = [
   {
     method: 'get',
     path: '/api/v1/visitors/{id}/faces',
+    scope: 'enrol',
     summary: "List a visitor's stored faces",
     pathParams: schemas.visitorIdParams,
     responses: {
@@ -161,13 +184,22 @@ export const ROUTES: RouteSpec[] = [
   {
     method: 'delete',
     path: '/api/v1/visitors/{id}/faces/{faceId}',
-    summary: 'Delete one stored face',
+    scope: 'enrol',
+    summary: 'Delete one stored face, in the database and in every running matcher',
     pathParams: schemas.faceIdParams,
-    responses: { 204: { description: 'Deleted' }, 404: error('Not found.') },
+    responses: {
+      204: { description: 'Deleted everywhere' },
+      202: {
+        description: 'Deleted from the database; some matchers have not confirmed yet',
+        schema: responses.erasurePendingResponse,
+      },
+      404: error('Not found.'),
+    },
   },
   {
     method: 'post',
     path: '/api/v1/batches',
+    scope: 'enrol',
     summary: 'Start a bulk enrolment from a directory, a manifest or a database table',
     body: newBatchBody,
     responses: {
@@ -183,6 +215,7 @@ export const ROUTES: RouteSpec[] = [
   {
     method: 'get',
     path: '/api/v1/batches/{id}',
+    scope: 'enrol',
     summary: 'Progress and outcome counts of a batch',
     pathParams: batchIdParams,
     responses: {
@@ -193,6 +226,7 @@ export const ROUTES: RouteSpec[] = [
   {
     method: 'get',
     path: '/api/v1/batches/{id}/items',
+    scope: 'enrol',
     summary: 'Items of a batch, optionally by status (paginated)',
     pathParams: batchIdParams,
     query: batchItemsQuery,
@@ -205,6 +239,7 @@ export const ROUTES: RouteSpec[] = [
   {
     method: 'delete',
     path: '/api/v1/batches/{id}',
+    scope: 'enrol',
     summary: 'Cancel a batch',
     pathParams: batchIdParams,
     responses: {
@@ -216,10 +251,52 @@ export const ROUTES: RouteSpec[] = [
   {
     method: 'get',
     path: '/api/v1/index',
+    scope: 'admin',
     summary: 'State of the matcher and its HNSW index',
     responses: {
       200: { description: 'Index state', schema: responses.indexResponse },
       503: error('No matcher running.'),
+    },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/keys',
+    scope: 'admin',
+    summary: 'List API keys (without secrets), revoked ones included',
+    responses: { 200: { description: 'Keys', schema: responses.keyListResponse } },
+  },
+  {
+    method: 'post',
+    path: '/api/v1/keys',
+    scope: 'admin',
+    summary: 'Create an API key; the response is the only place the key appears',
+    body: newKeyBody,
+    responses: {
+      201: { description: 'Created, with the key', schema: responses.createdKeyResponse },
+      400: error('Invalid body.'),
+    },
+  },
+  {
+    method: 'delete',
+    path: '/api/v1/keys/{id}',
+    scope: 'admin',
+    summary: 'Revoke an API key on every gateway',
+    pathParams: keyIdParams,
+    responses: {
+      200: { description: 'Revoked', schema: responses.keyResponse },
+      404: error('Not found.'),
+      409: error('The key comes from API_KEYS.'),
+    },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/audit',
+    scope: 'admin',
+    summary: 'Audit log: enrolments, deletions, batches and key changes, newest first',
+    query: auditQuery,
+    responses: {
+      200: { description: 'A page of entries', schema: responses.auditResponse },
+      400: error('Invalid query.'),
     },
   },
 ];
@@ -326,6 +403,23 @@ export function buildOpenApi(version: string): Record<string, unknown> {
       ),
     };
     if (route.body) operation.requestBody = requestBody(route.body);
+    if (route.scope) {
+      operation.security = [{ apiKey: [] }, { bearer: [] }];
+      operation.description = `Requires an API key with the '${route.scope}' scope.`;
+      const authResponses = {
+        401: { description: 'Missing, unknown or revoked API key (UNAUTHENTICATED).' },
+        403: { description: `The key lacks the '${route.scope}' scope (FORBIDDEN).` },
+        429: { description: 'Rate limit of the key exceeded (RATE_LIMITED); Retry-After is set.' },
+      };
+      for (const [status, response] of Object.entries(authResponses)) {
+        (operation.responses as Record<string, unknown>)[status] ??= {
+          description: response.description,
+          content: {
+            'application/json': { schema: jsonSchema(responses.errorResponse, 'output') },
+          },
+        };
+      }
+    }
     paths[route.path] ??= {};
     paths[route.path]![route.method] = operation;
   }
@@ -338,5 +432,11 @@ export function buildOpenApi(version: string): Record<string, unknown> {
         'Face recognition for visitor management: detection, identification among registered visitors, 1:1 verification, visitor and face management.',
     },
     paths,
+    components: {
+      securitySchemes: {
+        apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+        bearer: { type: 'http', scheme: 'bearer' },
+      },
+    },
   };
 }

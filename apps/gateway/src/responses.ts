@@ -121,6 +121,7 @@ export const healthResponse = z.object({ status: z.literal('ok') });
 
 export const readyResponse = z.object({
   status: z.enum(['ready', 'not ready']),
+  auth: z.enum(['open', 'keys']),
   checks: z.record(z.string(), z.object({ ok: z.boolean() }).passthrough()),
 });
 
@@ -147,3 +148,50 @@ export const batchReportResponse = z
 export const batchItemsResponse = z
   .object({ items: z.array(z.record(z.string(), z.unknown())) })
   .passthrough();
+
+export const keyResponse = z.object({
+  id: z.string(),
+  name: z.string(),
+  scopes: z.array(z.enum(['recognize', 'enrol', 'admin'])),
+  source: z.literal('database'),
+  createdBy: z.string(),
+  createdAt: z.string(),
+  revokedAt: z.string().nullable(),
+});
+
+export const createdKeyResponse = keyResponse.extend({
+  key: z.string().describe('The API key; shown only in this response.'),
+});
+
+export const keyListResponse = z.object({
+  items: z.array(
+    z.union([
+      keyResponse,
+      z.object({ id: z.string(), source: z.literal('environment'), revokedAt: z.null() }),
+    ]),
+  ),
+});
+
+export const auditResponse = z.object({
+  items: z.array(
+    z.object({
+      id: z.number().int(),
+      at: z.string(),
+      keyId: z.string().nullable(),
+      action: z.string(),
+      targetType: z.string(),
+      targetId: z.string(),
+      requestId: z.string().nullable(),
+      details: z.record(z.string(), z.unknown()),
+    }),
+  ),
+  nextBefore: z.number().int().nullable(),
+});
+
+export const erasurePendingResponse = z.object({
+  status: z.literal('pending'),
+  message: z.string(),
+  seq: z.number().int(),
+  confirmed: z.array(z.string()),
+  pending: z.array(z.string()),
+});

@@ -19,6 +19,8 @@ function expressRoutes(): string[] {
     logger: {} as never,
     queues: {} as never,
     registry: new Registry(),
+    keyRing: {} as never,
+    rateLimiter: null,
   });
   const stack = (
     app as unknown as {

@@ -45,8 +45,11 @@ export class TestStreamClient {
   }
 
   /** Tries an upgrade that the server is expected to reject; resolves with the status and body. */
-  static reject(url: string): Promise<{ status: number; body: any }> {
-    const ws = new WebSocket(url);
+  static reject(
+    url: string,
+    options: WebSocket.ClientOptions = {},
+  ): Promise<{ status: number; body: any }> {
+    const ws = new WebSocket(url, options);
     ws.on('error', () => undefined);
     return new Promise((resolve, reject) => {
       ws.once('open', () => {

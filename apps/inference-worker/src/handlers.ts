@@ -140,6 +140,7 @@ async function enrol(
     box: face.box,
     faceSize,
     imageSha256,
+    audit: { actor: { keyId: job.keyId ?? null, requestId: job.requestId } },
   });
   const seq = await maxChangeSeq(context.db);
   const reply: EnrolResult = {

@@ -18,7 +18,7 @@ import {
   removeHeartbeat,
   writeHeartbeat,
 } from '@facegate/contracts';
-import { createDatabase, migrate } from '@facegate/db';
+import { openServiceDatabase } from '@facegate/db';
 import { serializeError } from '@facegate/errors';
 import { createLogger } from '@facegate/logger';
 import {
@@ -66,8 +66,11 @@ async function main(): Promise<void> {
     },
   );
 
-  const db = createDatabase({ url: config.databaseUrl, schema: config.databaseSchema });
-  await migrate(db);
+  const db = await openServiceDatabase({
+    url: config.databaseUrl,
+    migrationUrl: config.databaseMigrationUrl,
+    schema: config.databaseSchema,
+  });
   const redis = createRedis(config.redisUrl);
   await waitForRedis(redis, (error) => logger.warn({ err: error }, 'waiting for Redis'));
   const queueConnection = createRedis(config.redisUrl);

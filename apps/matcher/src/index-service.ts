@@ -74,6 +74,11 @@ export type IndexStatus = {
   };
   /** Stored faces of models other than the index's, by model id. */
   otherModels: Record<string, number>;
+  /**
+   * Feed seq up to which the saved files match the index, so a face deleted at or before
+   * it is gone from memory and disk. The gateway waits on it to confirm an erasure.
+   */
+  persistedSeq: number;
 };
 
 /** Changes read from the feed per query; each carries a 512-byte embedding at 128 dimensions. */
@@ -81,6 +86,13 @@ export const FEED_BATCH_SIZE = 1000;
 
 /** A catch-up that takes longer than this is logged as a warning. */
 export const SLOW_CATCH_UP_MS = 1000;
+
+/**
+ * Delay of the save after a face is deleted: short, because a deletion request waits
+ * until every matcher has saved an index without the face; not zero, so that the
+ * deletions of one request share a save.
+ */
+const ERASURE_PERSIST_DELAY_MS = 50;
 
 /** Smallest delay before retrying a failed save, so a full disk does not cause a save loop. */
 const PERSIST_RETRY_MIN_MS = 1000;
@@ -124,6 +136,9 @@ export class IndexService {
   private dirty = false;
   private saveInProgress: Promise<void> | null = null;
   private persistTimer: NodeJS.Timeout | null = null;
+  /** performance.now() at which the scheduled save runs. */
+  private persistDueMs = 0;
+  private persistedSeqValue = 0;
   private readonly persistFailures: FailureLog;
 
   constructor(options: IndexServiceOptions) {
@@ -212,8 +227,10 @@ export class IndexService {
     await this.followFeed();
 
     // A rebuild can take minutes, so save it now rather than risk another after a crash.
-    if ('rebuildReason' in loaded) await this.persistLogged();
-    else if (this.dirty) this.schedulePersist();
+    // Changes replayed onto a loaded index may delete faces that its files still contain,
+    // so that index is saved now too.
+    if ('rebuildReason' in loaded || this.dirty) await this.persistLogged();
+    else this.persistedSeqValue = index.lastSeq;
   }
 
   /** Returns the saved index caught up to `snapshot`, or why it cannot be used. */
@@ -300,7 +317,12 @@ export class IndexService {
 
       if (batch.length > 0 && index === this.index) {
         this.dirty = true;
-        this.schedulePersist();
+        const erases = batch.some((change) => change.op === 'delete');
+        this.schedulePersist(
+          erases
+            ? Math.min(ERASURE_PERSIST_DELAY_MS, this.options.persistDelayMs)
+            : this.options.persistDelayMs,
+        );
         this.options.onUpdate?.();
       }
       if (batch.length < FEED_BATCH_SIZE) return applied;
@@ -314,7 +336,7 @@ export class IndexService {
       this.skipRejectedFace(change.faceId, change.visitorId, change.seq, () =>
         index.remove(change.faceId),
       );
-    } else if (change.embedding !== null) {
+    } else if (change.embedding !== null && change.visitorId !== null) {
       this.addFace(index, change.faceId, change.visitorId, change.embedding, change.seq);
     }
     // An add without an embedding is a face deleted since; its delete comes later in the feed.
@@ -339,7 +361,7 @@ export class IndexService {
    */
   private skipRejectedFace(
     faceId: number,
-    visitorId: string,
+    visitorId: string | null,
     seq: number | undefined,
     update: () => unknown,
   ): void {
@@ -472,6 +494,7 @@ export class IndexService {
       index: this.index?.stats() ?? null,
       rebuild: { ...this.rebuildInfo },
       otherModels: Object.fromEntries(this.otherModels),
+      persistedSeq: this.persistedSeqValue,
     };
     if (this.reason !== undefined) status.reason = this.reason;
     return status;
@@ -503,6 +526,8 @@ export class IndexService {
   private async save(index: FaceIndex): Promise<void> {
     const startedMs = performance.now();
     const result = await index.save(this.options.indexDir);
+    this.persistedSeqValue = Math.max(this.persistedSeqValue, result.lastSeq);
+    this.options.onUpdate?.();
     this.logger.debug(
       {
         generation: result.generation,
@@ -529,8 +554,15 @@ export class IndexService {
     }
   }
 
+  /** Schedules a save in `delayMs`, or keeps the one already scheduled if it runs sooner. */
   private schedulePersist(delayMs = this.options.persistDelayMs): void {
-    if (this.persistTimer !== null || this.stopRequested) return;
+    if (this.stopRequested) return;
+    const dueMs = performance.now() + delayMs;
+    if (this.persistTimer !== null) {
+      if (this.persistDueMs <= dueMs) return;
+      clearTimeout(this.persistTimer);
+    }
+    this.persistDueMs = dueMs;
     this.persistTimer = setTimeout(() => {
       this.persistTimer = null;
       void this.persistLogged();

@@ -11,7 +11,7 @@ import { ConfigError, loadConfig } from '@facegate/config';
 import type { MatchJob } from '@facegate/contracts';
 import { QUEUE_NAMES, createRedis, keyNames } from '@facegate/contracts';
 import type { Database } from '@facegate/db';
-import { createDatabase, migrate } from '@facegate/db';
+import { openServiceDatabase } from '@facegate/db';
 import { FaceGateError } from '@facegate/errors';
 import { createLogger } from '@facegate/logger';
 import { Worker } from 'bullmq';
@@ -79,9 +79,12 @@ async function start(): Promise<void> {
     'matcher starting',
   );
 
-  const db = createDatabase({ url: config.databaseUrl, schema: config.databaseSchema });
+  const db = await openServiceDatabase({
+    url: config.databaseUrl,
+    migrationUrl: config.databaseMigrationUrl,
+    schema: config.databaseSchema,
+  });
   resources.db = db;
-  await migrate(db);
 
   const redis = createRedis(config.redisUrl);
   resources.redis = redis;

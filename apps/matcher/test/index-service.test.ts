@@ -150,8 +150,8 @@ test('poll applies changes no notification announced', async (t) => {
 
   // Only the trigger on faces sends notifications, so this feed row arrives by polling alone.
   const [row] = await db.sql<[{ seq: string }]>`
-    insert into ${db.sql(db.schema)}.face_changes (op, face_id, visitor_id, model_id)
-    values ('delete', 12345, gen_random_uuid(), ${MODEL.modelId})
+    insert into ${db.sql(db.schema)}.face_changes (op, face_id, model_id)
+    values ('delete', 12345, ${MODEL.modelId})
     returning seq`;
   await waitUntil(() => service.lastSeq === Number(row.seq), 'the poll applies the change');
 

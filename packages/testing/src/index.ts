@@ -1,2 +1,3 @@
 export * from './proxy.js';
 export * from './stack.js';
+export * from './vectors.js';

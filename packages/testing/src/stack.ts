@@ -25,7 +25,7 @@ const ENTRIES = {
 
 export type Role = keyof typeof ENTRIES;
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.listen(0, '127.0.0.1', () => {
@@ -44,6 +44,11 @@ export interface StackOptions {
   env?: Record<string, string>;
   /** How long to wait for /ready; a matcher building a large index needs minutes. */
   readyTimeoutMs?: number;
+  /**
+   * Runs every process as a new login role with only the service's grants, while the
+   * test database's owner migrates through DATABASE_MIGRATION_URL.
+   */
+  restrictedRole?: boolean;
 }
 
 export class Stack {
@@ -55,6 +60,8 @@ export class Stack {
   readonly metricsPorts = new Map<string, number>();
   port = 0;
   indexDir = '';
+  /** The restricted role the processes run as, when started with restrictedRole. */
+  role: string | null = null;
   env: Record<string, string> = {};
 
   get url(): string {
@@ -64,9 +71,27 @@ export class Stack {
   async start(options: StackOptions = {}): Promise<void> {
     this.port = await freePort();
     this.indexDir = await mkdtemp(join(tmpdir(), 'facegate-index-'));
+    let databaseUrl = this.env.DATABASE_URL ?? TEST_DATABASE_URL;
+    const roleEnv: Record<string, string> = {};
+    if (options.restrictedRole) {
+      this.role = `${this.schema}_app`;
+      const owner = createDatabase({
+        url: TEST_DATABASE_URL,
+        schema: this.schema,
+        maxConnections: 1,
+      });
+      await owner.sql.unsafe(`create role "${this.role}" login`);
+      await owner.close();
+      const url = new URL(TEST_DATABASE_URL);
+      url.username = this.role;
+      url.password = '';
+      databaseUrl = url.toString();
+      roleEnv.DATABASE_MIGRATION_URL = TEST_DATABASE_URL;
+    }
     this.env = {
       ...(process.env as Record<string, string>),
-      DATABASE_URL: this.env.DATABASE_URL ?? TEST_DATABASE_URL,
+      ...roleEnv,
+      DATABASE_URL: databaseUrl,
       REDIS_URL: TEST_REDIS_URL,
       DATABASE_SCHEMA: this.schema,
       QUEUE_PREFIX: this.prefix,
@@ -85,11 +110,16 @@ export class Stack {
     await this.waitReady(options.readyTimeoutMs);
   }
 
-  spawn(role: Role, name: string = role, metricsPort = 0): ChildProcess {
+  spawn(
+    role: Role,
+    name: string = role,
+    metricsPort = 0,
+    env: Record<string, string> = {},
+  ): ChildProcess {
     if (metricsPort) this.metricsPorts.set(name, metricsPort);
     const child = spawn(process.execPath, ['--enable-source-maps', join(root, ENTRIES[role])], {
       cwd: root,
-      env: { ...this.env, METRICS_PORT: String(metricsPort) },
+      env: { ...this.env, METRICS_PORT: String(metricsPort), ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const lines: string[] = [];
@@ -140,6 +170,10 @@ export class Stack {
     await Promise.all([...this.processes.keys()].map((name) => this.stop(name)));
     const db = createDatabase({ url: TEST_DATABASE_URL, schema: this.schema, maxConnections: 1 });
     await db.sql.unsafe(`drop schema if exists "${this.schema}" cascade`).catch(() => undefined);
+    if (this.role) {
+      await db.sql.unsafe(`drop owned by "${this.role}"`).catch(() => undefined);
+      await db.sql.unsafe(`drop role if exists "${this.role}"`).catch(() => undefined);
+    }
     await db.close();
     const redis = new Redis(TEST_REDIS_URL);
     let cursor = '0';
@@ -172,6 +206,10 @@ export async function call(
     form?: Record<string, Buffer | string>;
     raw?: Buffer;
     type?: string;
+    /** Extra request headers, such as X-API-Key. */
+    headers?: Record<string, string>;
+    /** Another gateway of the stack; default `stack.url`. */
+    baseUrl?: string;
   },
 ): Promise<CallResult> {
   const init: RequestInit = { method };
@@ -196,7 +234,9 @@ export async function call(
     init.body = body.raw;
     init.headers = { 'content-type': body.type ?? 'image/jpeg' };
   }
-  const response = await fetch(`${stack.url}${path}`, init);
+  if (body?.headers)
+    init.headers = { ...(init.headers as Record<string, string>), ...body.headers };
+  const response = await fetch(`${body?.baseUrl ?? stack.url}${path}`, init);
   const text = await response.text();
   let json: unknown = undefined;
   try {

@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 
+import type { Principal } from '@facegate/auth';
 import type { DetectResult, RecognizeResult } from '@facegate/contracts';
 import {
   type ErrorCode,
@@ -45,6 +46,10 @@ export interface Frame {
 }
 
 export interface ConnectionContext {
+  /** The API key the stream authenticated with. */
+  principal?: Principal;
+  /** Called with each recognition result, for the match log. */
+  onRecognized?: (principal: Principal | undefined, result: RecognizeResult) => void;
   dispatcher: FrameDispatcher;
   scheduler: FrameScheduler<Frame>;
   stats: StreamStats;
@@ -131,6 +136,11 @@ export class StreamConnection {
 
   get cameraId(): string | undefined {
     return this.#settings?.cameraId;
+  }
+
+  /** Id of the API key the stream authenticated with; null when the service runs open. */
+  get keyId(): string | null {
+    return this.#context.principal?.keyId ?? null;
   }
 
   /** Sends a close frame. The connection stops taking frames at once, before the client replies. */
@@ -276,6 +286,8 @@ export class StreamConnection {
       this.#countDropped();
       return;
     }
+    if (frame.settings.mode === 'recognize')
+      this.#context.onRecognized?.(this.#context.principal, result as RecognizeResult);
     this.#sendResult(frame, result, dispatchedAtMs);
   }
 

@@ -6,9 +6,14 @@ import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 
-import type { ErrorCode } from '@facegate/errors';
+import type { KeyRing, Principal, RateLimiter } from '@facegate/auth';
+import type { RecognizeResult } from '@facegate/contracts';
+import { type ErrorCode, FaceGateError, serializeError } from '@facegate/errors';
 import type { Logger } from '@facegate/logger';
-import { WebSocketServer } from 'ws';
+import { type RawData, type WebSocket, WebSocketServer } from 'ws';
+
+import { actorOfKey, missingScope, presentedKey, unauthenticated } from '../access.js';
+import type { MatchLogger } from '../match-log.js';
 
 import { type Frame, type FrameDispatcher, StreamConnection } from './connection.js';
 import { type StreamOptions, readStreamOptions } from './options.js';
@@ -21,6 +26,16 @@ export const STREAM_PATH = '/api/v1/stream';
 const BACK_PRESSURE_CHECK_INTERVAL_MS = 250;
 /** Milliseconds shutdown waits for clients to return the 1001 close frame before terminating them. */
 const SHUTDOWN_CLOSE_TIMEOUT_MS = 2000;
+/** Milliseconds a stream opened without a key header has to send its auth message. */
+export const AUTH_MESSAGE_TIMEOUT_MS = 5000;
+
+/**
+ * Close codes of streams ended by access control, in the application range 4000-4999:
+ * the HTTP status plus 4000.
+ */
+export const CLOSE_UNAUTHENTICATED = 4401;
+export const CLOSE_FORBIDDEN = 4403;
+export const CLOSE_TOO_MANY = 4429;
 
 export interface StreamServerDeps {
   dispatcher: FrameDispatcher;
@@ -29,7 +44,18 @@ export interface StreamServerDeps {
   maxImageBytes: number;
   /** Settings, read from process.env with readStreamOptions when omitted. */
   options?: StreamOptions;
+  /** Keys accepted; without it every stream is let in (tests of the stream mechanics). */
+  keyRing?: KeyRing;
+  rateLimiter?: RateLimiter | null;
+  matchLogger?: MatchLogger | null;
+  /** Open streams per API key on this gateway. Default 16. */
+  maxConnectionsPerKey?: number;
 }
+
+/** Outcome of checking a key for a new stream: the principal, or why it is rejected. */
+type StreamAccess =
+  | { principal: Principal }
+  | { error: FaceGateError; closeCode: number; retryAfterSeconds?: number };
 
 /** Rejects an upgrade request with a plain HTTP error response and closes the socket. */
 function rejectUpgrade(
@@ -63,6 +89,7 @@ export class StreamServer {
   #closing: Promise<void> | undefined;
   /** Set after logging a rejection at the limit, so a client retrying in a loop logs once. */
   #limitLogged = false;
+  readonly #connectionsPerKey = new Map<string, number>();
 
   constructor(server: Server, deps: StreamServerDeps) {
     this.#deps = deps;
@@ -136,31 +163,166 @@ export class StreamServer {
       return;
     }
 
-    // Without verifyClient, ws completes the handshake synchronously, so the
-    // connection is counted before the next upgrade is looked at.
-    this.#wss.handleUpgrade(request, socket, head, (ws) => {
-      const connection = new StreamConnection(
-        ws,
-        {
-          dispatcher: this.#deps.dispatcher,
-          scheduler: this.#scheduler,
-          stats: this.stats,
-          logger: this.#logger,
-          options: this.options,
-          maxImageBytes: this.#deps.maxImageBytes,
-        },
-        request.socket.remoteAddress,
-        (closed) => {
-          this.#connections.delete(closed);
-          this.#limitLogged = false;
-        },
+    const keyRing = this.#deps.keyRing;
+    const presented = presentedKey(request.headers);
+    if (keyRing && keyRing.mode === 'keys' && presented === undefined) {
+      // Browsers cannot set headers on a WebSocket, so the key may come as the first message.
+      this.#wss.handleUpgrade(request, socket, head, (ws) =>
+        this.#awaitAuthMessage(ws, request.socket.remoteAddress),
       );
-      this.#connections.add(connection);
+      return;
+    }
+    void this.#checkAccess(presented).then((access) => {
+      if ('error' in access) {
+        const { status, code, message } = serializeError(access.error);
+        rejectUpgrade(socket, status, code, message, {
+          ...(status === 401 && { 'WWW-Authenticate': 'Bearer realm="facegate"' }),
+          ...(access.retryAfterSeconds !== undefined && {
+            'Retry-After': String(access.retryAfterSeconds),
+          }),
+        });
+        return;
+      }
+      this.#wss.handleUpgrade(request, socket, head, (ws) =>
+        this.#open(ws, access.principal, request.socket.remoteAddress),
+      );
     });
   }
 
+  /**
+   * Checks a key for a new stream: known, with the recognize scope, under its connection
+   * limit and its request rate (a connection attempt counts as one request).
+   */
+  async #checkAccess(presented: string | undefined): Promise<StreamAccess> {
+    const keyRing = this.#deps.keyRing;
+    if (!keyRing) return { principal: { keyId: null, scopes: new Set(['recognize']) } };
+
+    const principal = keyRing.authenticate(presented);
+    if (!principal) return { error: unauthenticated(presented), closeCode: CLOSE_UNAUTHENTICATED };
+    if (!principal.scopes.has('recognize'))
+      return { error: missingScope(principal, 'recognize'), closeCode: CLOSE_FORBIDDEN };
+
+    const limit = this.#deps.maxConnectionsPerKey ?? 16;
+    const open = principal.keyId === null ? 0 : (this.#connectionsPerKey.get(principal.keyId) ?? 0);
+    if (open >= limit) {
+      const error = tooMany(
+        `API key ${principal.keyId} has ${open} open streams on this gateway (limit ${limit})`,
+      );
+      return { error, closeCode: CLOSE_TOO_MANY, retryAfterSeconds: 5 };
+    }
+
+    if (this.#deps.rateLimiter && principal.keyId !== null) {
+      try {
+        const decision = await this.#deps.rateLimiter.consume(principal.keyId);
+        if (!decision.allowed) {
+          const retryAfterSeconds = Math.max(1, Math.ceil(decision.retryAfterMs / 1000));
+          const error = tooMany(
+            `too many requests for API key ${principal.keyId}; retry in ${decision.retryAfterMs} ms`,
+          );
+          return { error, closeCode: CLOSE_TOO_MANY, retryAfterSeconds };
+        }
+      } catch {
+        // Redis is down: the REST middleware logs this once; the stream's frames fail on their own.
+      }
+    }
+    return { principal };
+  }
+
+  /** Waits for `{"type":"auth","api_key":"..."}` as the first message of a stream. */
+  #awaitAuthMessage(ws: WebSocket, remoteAddress: string | undefined): void {
+    const reject = (closeCode: number, error: FaceGateError): void => {
+      const { code, message } = serializeError(error);
+      if (ws.readyState === ws.OPEN) {
+        ws.send(JSON.stringify({ type: 'error', code, message }));
+        ws.close(closeCode, code);
+      }
+    };
+    const timer = setTimeout(
+      () =>
+        reject(
+          CLOSE_UNAUTHENTICATED,
+          unauthenticatedStream(`no auth message within ${AUTH_MESSAGE_TIMEOUT_MS} ms`),
+        ),
+      AUTH_MESSAGE_TIMEOUT_MS,
+    );
+    timer.unref();
+    ws.once('close', () => clearTimeout(timer));
+    ws.once('message', (data: RawData, isBinary: boolean) => {
+      clearTimeout(timer);
+      const presented = isBinary ? undefined : readAuthMessage(data);
+      if (presented === undefined) {
+        reject(
+          CLOSE_UNAUTHENTICATED,
+          unauthenticatedStream(
+            'the first message must be {"type":"auth","api_key":"<key>"} when no X-API-Key header is sent',
+          ),
+        );
+        return;
+      }
+      void this.#checkAccess(presented).then((access) => {
+        if (ws.readyState !== ws.OPEN) return;
+        if ('error' in access) {
+          reject(access.closeCode, access.error);
+          return;
+        }
+        ws.send(JSON.stringify({ type: 'authenticated', key_id: access.principal.keyId }));
+        this.#open(ws, access.principal, remoteAddress);
+      });
+    });
+  }
+
+  #open(ws: WebSocket, principal: Principal, remoteAddress: string | undefined): void {
+    const { keyId } = principal;
+    if (keyId !== null)
+      this.#connectionsPerKey.set(keyId, (this.#connectionsPerKey.get(keyId) ?? 0) + 1);
+    const matchLogger = this.#deps.matchLogger;
+    const connection = new StreamConnection(
+      ws,
+      {
+        principal,
+        ...(matchLogger && {
+          onRecognized: (_principal: Principal | undefined, result: RecognizeResult) =>
+            matchLogger.record(actorOfKey(keyId), result),
+        }),
+        dispatcher: this.#deps.dispatcher,
+        scheduler: this.#scheduler,
+        stats: this.stats,
+        logger: this.#logger,
+        options: this.options,
+        maxImageBytes: this.#deps.maxImageBytes,
+      },
+      remoteAddress,
+      (closed) => {
+        this.#connections.delete(closed);
+        this.#limitLogged = false;
+        if (keyId !== null) {
+          const left = (this.#connectionsPerKey.get(keyId) ?? 1) - 1;
+          if (left > 0) this.#connectionsPerKey.set(keyId, left);
+          else this.#connectionsPerKey.delete(keyId);
+        }
+      },
+    );
+    this.#connections.add(connection);
+  }
+
+  /** Closes the streams of keys that are no longer accepted, with code 4401. */
+  closeStreamsOf(keyIds: ReadonlySet<string>): void {
+    for (const connection of this.#connections) {
+      if (connection.keyId !== null && keyIds.has(connection.keyId))
+        connection.close(CLOSE_UNAUTHENTICATED, 'API key revoked');
+    }
+  }
+
   #heartbeat(): void {
-    for (const connection of this.#connections) connection.heartbeat();
+    const keyRing = this.#deps.keyRing;
+    for (const connection of this.#connections) {
+      // Covers a revocation whose event this server missed.
+      if (keyRing && !keyRing.accepts(connection.keyId)) {
+        connection.close(CLOSE_UNAUTHENTICATED, 'API key revoked');
+        continue;
+      }
+      connection.heartbeat();
+    }
   }
 
   #checkBackPressure(): void {
@@ -188,6 +350,30 @@ export class StreamServer {
       { closedStreams: open.length, stats: this.stats.snapshot() },
       'stream endpoint closed',
     );
+  }
+}
+
+function tooMany(message: string): FaceGateError {
+  return new FaceGateError('RATE_LIMITED', message);
+}
+
+function unauthenticatedStream(message: string): FaceGateError {
+  return new FaceGateError('UNAUTHENTICATED', message);
+}
+
+/** Returns the key of an auth message, or undefined for any other message. */
+function readAuthMessage(data: RawData): string | undefined {
+  try {
+    const text = Buffer.isBuffer(data)
+      ? data.toString('utf8')
+      : Buffer.from(data as ArrayBuffer).toString('utf8');
+    if (text.length > 4096) return undefined;
+    const message = JSON.parse(text) as { type?: unknown; api_key?: unknown };
+    return message.type === 'auth' && typeof message.api_key === 'string' && message.api_key !== ''
+      ? message.api_key
+      : undefined;
+  } catch {
+    return undefined;
   }
 }
 

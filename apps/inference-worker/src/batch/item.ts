@@ -110,6 +110,7 @@ async function enrol(
       box: choice.face.box,
       faceSize: choice.faceSize,
       imageSha256,
+      audit: { actor: { keyId: item.createdBy }, details: { batchId: item.batchId } },
     },
     {
       replaceOtherModels: false,
@@ -177,6 +178,10 @@ async function reextract(
       box: choice.face.box,
       faceSize: choice.faceSize,
       imageSha256,
+      audit: {
+        actor: { keyId: item.createdBy },
+        details: { batchId: item.batchId, replacedFaceIds: old.map((face) => face.id) },
+      },
     },
     {
       replaceOtherModels: true,

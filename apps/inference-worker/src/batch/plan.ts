@@ -5,6 +5,7 @@
  * job ids.
  */
 import { addBatchItemJobs } from '@facegate/contracts';
+import { FaceGateError } from '@facegate/errors';
 import {
   completeBatchIfFinished,
   countBatchItems,
@@ -39,6 +40,18 @@ export async function planBatch(context: BatchContext, batchId: string): Promise
     // A cancel between chunks stops planning; items already queued end without work.
     const current = await getBatch(context.db, batchId);
     if (current?.status !== 'planning' && current?.status !== 'running') return result;
+
+    // NOTE: the source is counted while it is planned, so the items of earlier chunks may
+    // be enrolled before the limit is found exceeded; the batch then fails and the rest
+    // of its queued items end without work.
+    const { batchMaxItems } = context.config;
+    if (result.items + chunk.length > batchMaxItems) {
+      throw new FaceGateError(
+        'BATCH_TOO_LARGE',
+        `the source has more than ${batchMaxItems} images; the limit is BATCH_MAX_ITEMS=${batchMaxItems}`,
+        { details: { maxItems: batchMaxItems } },
+      );
+    }
 
     const unfinished = await upsertBatchItems(context.db, batchId, chunk);
     if (unfinished.length > 0) {
