@@ -381,6 +381,9 @@ export async function grantServiceAccess(db: Database, role: string): Promise<vo
 
   await withDatabaseErrors(db, () =>
     sql.begin(async (tx) => {
+      // Concurrent GRANTs on one object can fail with "tuple concurrently updated", and
+      // every process grants at start, so they take the migration lock in turn.
+      await tx`select pg_advisory_xact_lock(hashtextextended(${'facegate.migrate:' + db.schema}, 0))`;
       await tx`grant usage on schema ${schema} to ${grantee}`;
       await tx`grant select, insert, update, delete on
         ${schema}.visitors, ${schema}.faces, ${schema}.batches, ${schema}.batch_items,
