@@ -195,12 +195,17 @@ test('compose postgres is version 15', () => {
   const database = postgres.environment.POSTGRES_DB;
   const user = postgres.environment.POSTGRES_USER;
   const url = new URL(compose.services.gateway.environment.DATABASE_URL);
+  const ownerUrl = new URL(compose.services.gateway.environment.DATABASE_MIGRATION_URL);
 
   assert.match(postgres.image, /^postgres:15(\.|-|$)/);
   assert.ok(volumesOf('postgres').some((v) => v.target === '/var/lib/postgresql/data'));
   assert.equal(url.hostname, 'postgres');
-  assert.equal(url.username, user);
   assert.equal(url.pathname, `/${database}`);
+  assert.equal(ownerUrl.username, user);
+  assert.equal(ownerUrl.pathname, `/${database}`);
+  // The service role is created by the init script and differs from the owner.
+  assert.notEqual(url.username, user);
+  assert.ok(volumesOf('postgres').some((v) => v.target.startsWith('/docker-entrypoint-initdb.d/')));
 });
 
 test('compose keeps state on named volumes', () => {

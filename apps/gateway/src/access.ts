@@ -33,12 +33,12 @@ export function presentedKey(headers: IncomingHttpHeaders): string | undefined {
   return undefined;
 }
 
-/** The caller of an authenticated request, as the audit log records it. */
+/** Returns the caller of an authenticated request, as the audit log records it. */
 export function actorOf(request: Request): Actor {
   return { keyId: request.principal?.keyId ?? null, requestId: request.requestId };
 }
 
-/** The caller of a stream, which has no single request id. */
+/** Returns the caller of a stream, which has no single request id. */
 export function actorOfKey(keyId: string | null): Actor {
   return { keyId };
 }

@@ -1,7 +1,7 @@
 /**
- * Confirms that deleted faces are gone from every running matcher: each matcher
- * reports in its heartbeat the feed seq up to which its saved index files match its
- * memory, and a deletion is complete when every matcher has passed the deletion's seq.
+ * Confirms that deleted faces are gone from every running matcher. Each matcher reports
+ * in its heartbeat the feed seq up to which its saved index files match its memory. A
+ * deletion is complete when every matcher has passed the deletion's seq.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 

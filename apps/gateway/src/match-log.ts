@@ -16,7 +16,7 @@ import type { Logger } from '@facegate/logger';
 /** Milliseconds between prunes; each gateway prunes, and a prune with nothing to do is cheap. */
 const PRUNE_INTERVAL_MS = 60 * 60 * 1000;
 
-/** One entry per detected face: its match, or a face that matched nobody. */
+/** Returns one entry per detected face: its match, or no visitor for an unmatched face. */
 export function matchEntries(result: RecognizeResult): MatchLogEntry[] {
   return result.faces.map((face) => ({
     visitorId: face.match?.visitorId ?? null,

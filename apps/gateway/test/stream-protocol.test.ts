@@ -131,6 +131,7 @@ describe('stream options', () => {
       heartbeatIntervalMs: 15_000,
       maxPayloadBytes: 10 * 1024 * 1024,
       maxConnections: 64,
+      maxCandidates: 20,
     });
   });
 

@@ -26,6 +26,7 @@ const OPTIONS: StreamOptions = {
   heartbeatIntervalMs: 15_000,
   maxPayloadBytes: 64 * 1024,
   maxConnections: 8,
+  maxCandidates: 5,
 };
 
 interface DispatchedJob {
@@ -174,6 +175,18 @@ describe('stream endpoint with a fake dispatcher', () => {
     assert.equal(error.frame_id, 1);
     assert.equal(error.error.code, 'INVALID_REQUEST');
     assert.match(error.error.message, /before any config message/);
+    assert.ok(client.open);
+  });
+
+  test('top_k above MAX_CANDIDATES is rejected', async () => {
+    const { url } = await startHarness();
+    const client = await TestStreamClient.open(url);
+
+    client.send({ type: 'config', mode: 'recognize', top_k: 6 });
+    const error = await client.waitFor((message) => message.type === 'error');
+
+    assert.equal(error.error.code, 'INVALID_REQUEST');
+    assert.match(error.error.message, /'top_k' is 6; the limit is 5/);
     assert.ok(client.open);
   });
 

@@ -88,8 +88,8 @@ export const FEED_BATCH_SIZE = 1000;
 export const SLOW_CATCH_UP_MS = 1000;
 
 /**
- * Delay of the save after a face is deleted: short, because a deletion request waits
- * until every matcher has saved an index without the face; not zero, so that the
+ * Delay of the save after a face is deleted. It is short because a deletion request waits
+ * until every matcher has saved an index without the face. It is not zero, so that the
  * deletions of one request share a save.
  */
 const ERASURE_PERSIST_DELAY_MS = 50;

@@ -99,8 +99,8 @@ export class KeyRing extends EventEmitter<{ revoked: [ReadonlySet<string>] }> {
 
   /**
    * Returns the principal of a presented key, or null when the key is missing or unknown.
-   * Every known digest is compared, in constant time, whatever matches, so the time taken
-   * says nothing about which key came close.
+   * Every known digest is compared in constant time, whatever matches, so the time taken
+   * reveals nothing about which key came close.
    */
   authenticate(presented: string | undefined): Principal | null {
     if (this.mode === 'open') return OPEN_PRINCIPAL;
@@ -114,7 +114,7 @@ export class KeyRing extends EventEmitter<{ revoked: [ReadonlySet<string>] }> {
     return match && { keyId: match.id, scopes: match.scopes };
   }
 
-  /** Whether `keyId` is still accepted; always true in open mode. */
+  /** Returns whether `keyId` is still accepted; in open mode only the null key id is. */
   accepts(keyId: string | null): boolean {
     if (keyId === null) return this.mode === 'open';
     return this.#keys.some((key) => key.id === keyId);

@@ -11,7 +11,7 @@ import { FaceGateError } from '@facegate/errors';
 export type Scope = ApiKeyScope;
 
 /**
- * What each scope allows: `recognize` detect, recognize, verify and streams; `enrol`
+ * The scopes, each allowing one route family: `recognize` detect, recognize, verify and streams; `enrol`
  * visitors, faces and batches; `admin` the index status, keys and the audit log. No
  * scope implies another, so an admin key that also enrols lists both.
  */

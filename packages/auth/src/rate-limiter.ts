@@ -1,5 +1,5 @@
 /**
- * Per-key request rate limit kept in Redis, so it holds across gateway instances.
+ * Per-key request rate limit kept in Redis, so it applies across gateway instances.
  * It is a generic cell rate algorithm (GCRA): each identity has one key that stores the
  * theoretical arrival time of its next request, updated by a Lua script in one round trip.
  * The script reads Redis's clock, so gateways with skewed clocks agree.

@@ -29,7 +29,8 @@ test('allows the burst, then rejects with a wait', async () => {
     [true, true, true, true, true, false, false],
   );
   assert.equal(decisions[0]!.retryAfterMs, 0);
-  assert.ok(decisions[5]!.retryAfterMs > 0 && decisions[5]!.retryAfterMs <= 500);
+  assert.ok(decisions[5]!.retryAfterMs > 0);
+  assert.ok(decisions[5]!.retryAfterMs <= 500);
 });
 
 test('refills at the sustained rate', async () => {

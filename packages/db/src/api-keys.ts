@@ -1,6 +1,6 @@
 /**
- * API keys kept in PostgreSQL. The table holds the SHA-256 of each key, never the key;
- * a key is revoked by setting revoked_at, and every change notifies the gateways.
+ * API keys kept in PostgreSQL. The table stores the SHA-256 of each key, never the key.
+ * A key is revoked by setting revoked_at, and every change notifies the gateways.
  */
 import { type Actor, recordAudit } from './audit.js';
 import { type Database, transaction } from './database.js';
@@ -28,7 +28,7 @@ export interface ApiKeyRecord {
   revokedAt: Date | null;
 }
 
-/** What a gateway needs to check presented keys: the hash of each key that is not revoked. */
+/** A key that is not revoked, with the digest a gateway compares presented keys with. */
 export interface ActiveApiKey {
   id: string;
   keySha256: Buffer;

@@ -1,6 +1,6 @@
 /**
  * The audit log: who enrolled, deleted or changed what, and when. Entries name their
- * targets by id only, so the log itself holds no names, images or embeddings, and the
+ * targets by id only, so the log itself contains no names, images or embeddings, and the
  * service's database role may insert entries but not change or delete them.
  */
 import type { Database } from './database.js';
@@ -20,7 +20,7 @@ export type AuditAction =
 
 export type AuditTargetType = 'visitor' | 'face' | 'batch' | 'key';
 
-/** Who made a change: the API key (null when the service runs without keys) and the request. */
+/** The author of a change: the API key (null when the service runs without keys) and the request. */
 export interface Actor {
   keyId: string | null;
   requestId?: string | undefined;

@@ -8,7 +8,7 @@ import { describePostgresError, withDatabaseErrors } from './errors.js';
 import { isUuid } from './ids.js';
 
 export interface MatchLogEntry {
-  /** The identified visitor, or null for a face that matched nobody. */
+  /** The identified visitor, or null for a face that matched no visitor. */
   visitorId: string | null;
   faceId: number | null;
   similarity: number | null;
@@ -43,7 +43,7 @@ export async function recordMatches(
   try {
     await insert();
   } catch (error) {
-    // A visitor erased between the join and the foreign key check: the second run no longer sees it.
+    // A visitor erased between the join and the foreign key check is absent from the second run's join.
     if (describePostgresError(error)?.sqlState !== '23503') throw error;
     await insert();
   }

@@ -231,7 +231,7 @@ export async function updateVisitor(
   return rows[0] ? toVisitor(rows[0]) : null;
 }
 
-/** What erasing a visitor removed. */
+/** The outcome of erasing a visitor. */
 export interface Erasure {
   /** Ids of the faces deleted with the visitor; matchers drop them from their indexes. */
   faceIds: number[];
@@ -263,7 +263,7 @@ export async function eraseVisitor(
     const externalId = visitors[0]!.external_id;
 
     // An item key can be a file path or an external id, which may name the person, so it
-    // is replaced by a random one; the item keeps its status so batch counts stay true.
+    // is replaced by a random one. The item keeps its status, so batch counts stay true.
     const redacted = await sql`
       update ${schema}.batch_items set
         item_key = 'erased:' || gen_random_uuid()::text,

@@ -604,7 +604,7 @@ function resolveOptions(options: FaceIndexOptions): Settings {
 }
 
 /**
- * A unit vector that depends only on the face id (xorshift32 seeded with it), written over
+ * Derives a unit vector from the face id alone (xorshift32 seeded with it), to write over
  * the vector of a removed face. It is random-looking rather than constant so that
  * deleted nodes do not all collapse onto one point of the graph.
  */

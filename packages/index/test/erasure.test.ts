@@ -15,7 +15,7 @@ import {
   withTemporaryDirectory,
 } from './gallery.js';
 
-/** Every file the index saved, concatenated. */
+/** Reads every file the index saved, concatenated. */
 async function savedBytes(dir: string): Promise<Buffer> {
   const names = await readdir(dir);
   return Buffer.concat(await Promise.all(names.map((name) => readFile(join(dir, name)))));
@@ -47,7 +47,7 @@ test('a removed face is gone from the saved files', async () => {
     await index.save(dir);
     const after = await savedBytes(dir);
 
-    // The check can fail: before the removal the file holds the vector.
+    // The check can fail: before the removal the file contains the vector.
     assert.notEqual(findVector(before, erased), -1);
     assert.equal(findVector(after, erased), -1);
     assert.notEqual(findVector(after, kept), -1);

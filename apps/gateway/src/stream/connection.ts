@@ -227,6 +227,17 @@ export class StreamConnection {
       return;
     }
 
+    const { maxCandidates } = this.#context.options;
+    if (message.settings.mode === 'recognize' && message.settings.match.topK > maxCandidates) {
+      this.#sendError(
+        new FaceGateError(
+          'INVALID_REQUEST',
+          `config message 'top_k' is ${message.settings.match.topK}; the limit is ${maxCandidates} (MAX_CANDIDATES)`,
+        ),
+      );
+      return;
+    }
+
     const first = this.#settings === undefined;
     this.#settings = message.settings;
     const level = first ? 'info' : 'debug';

@@ -17,6 +17,8 @@ export interface StreamOptions {
   maxPayloadBytes: number;
   /** Open streams per gateway above which an upgrade is rejected with 503. */
   maxConnections: number;
+  /** Largest top_k of a recognize stream (MAX_CANDIDATES). */
+  maxCandidates: number;
 }
 
 /** Maps the stream settings of the loaded configuration; MAX_IMAGE_BYTES bounds a message when STREAM_MAX_PAYLOAD_BYTES is unset. */
@@ -29,6 +31,7 @@ export function streamOptionsFromConfig(config: Config): StreamOptions {
     heartbeatIntervalMs: config.streamHeartbeatIntervalMs,
     maxPayloadBytes: config.streamMaxPayloadBytes ?? config.maxImageBytes,
     maxConnections: config.streamMaxConnections,
+    maxCandidates: config.maxCandidates,
   };
 }
 

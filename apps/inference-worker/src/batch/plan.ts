@@ -42,7 +42,7 @@ export async function planBatch(context: BatchContext, batchId: string): Promise
     if (current?.status !== 'planning' && current?.status !== 'running') return result;
 
     // NOTE: the source is counted while it is planned, so the items of earlier chunks may
-    // be enrolled before the limit is found exceeded; the batch then fails and the rest
+    // be enrolled before the limit is found exceeded. The batch then fails, and the rest
     // of its queued items end without work.
     const { batchMaxItems } = context.config;
     if (result.items + chunk.length > batchMaxItems) {
