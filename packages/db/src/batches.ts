@@ -4,15 +4,15 @@
  * Items are keyed by (batch, item key). An outcome is written only while the item is
  * unfinished, so a job that runs twice records its item once.
  */
-import { FaceGateError, isFaceGateError } from '@facegate/errors';
+import { FaceGateError } from '@facegate/errors';
 import type postgres from 'postgres';
 
 import { type Actor, recordAudit } from './audit.js';
 import { type Database, type Sql, transaction } from './database.js';
 import { describePostgresError, toDatabaseError, withDatabaseErrors } from './errors.js';
-import { type NewFace, insertFace } from './faces.js';
+import { encodeEmbedding } from './embedding.js';
+import { type NewFace, boxToJson, validateNewFace, visitorNotFound } from './faces.js';
 import { bigintToNumber, isUuid } from './ids.js';
-import { createVisitor } from './visitors.js';
 
 export type BatchStatus = 'planning' | 'running' | 'completed' | 'cancelled' | 'failed';
 export type BatchMode = 'enrol' | 'reextract';
@@ -237,8 +237,6 @@ function itemColumns(sql: Sql, alias?: string): postgres.PendingQuery<postgres.R
     ${i}item_key, ${i}external_id, ${i}name, ${i}locator, ${i}status, ${i}code, ${i}reason,
     ${i}face_id, ${i}faces_detected, ${i}attempts, ${i}updated_at`;
 }
-
-const UNFINISHED = ['pending', 'queued'] as const;
 
 // ---------------------------------------------------------------------------------------
 // Batches
@@ -607,10 +605,14 @@ export async function recordItemOutcome(
 }
 
 /**
- * Stores an item's face and records the item in one transaction, so a crash leaves
- * either both or neither. With `replaceOtherModels`, faces of the same visitor and image
- * from other models are deleted in the same transaction (re-extraction). An image the
- * visitor already has for this model is recorded as 'skipped'.
+ * Stores an item's face and records the item atomically, so a crash leaves either both or
+ * neither. With `replaceOtherModels`, faces of the same visitor and image from other
+ * models are deleted too (re-extraction). An image the visitor already has for this model
+ * is recorded as 'skipped'.
+ *
+ * It is one statement, so one round trip: the item row is locked first, which makes a
+ * second run of the same item wait and then find it finished. The feed trigger's lock is
+ * held only until this statement commits, not across further round trips.
  */
 export async function storeItemFace(
   db: Database,
@@ -619,40 +621,85 @@ export async function storeItemFace(
   face: NewFace,
   options: { replaceOtherModels: boolean; facesDetected: number; reason?: string },
 ): Promise<StoredItemFace> {
-  return transaction(db, async (tx) => {
-    const { sql } = tx;
-    const schema = sql(tx.schema);
-    // The row lock makes a second run of the same item wait here, then see it finished.
-    const locked = await sql<{ status: BatchItemStatus }[]>`
-      select status from ${schema}.batch_items
-      where batch_id = ${batchId} and item_key = ${key}
-      for update`;
-    const status = locked[0]?.status;
-    if (status === undefined || !(UNFINISHED as readonly string[]).includes(status)) {
-      return { recorded: false, status: 'skipped', faceId: 0, replacedFaces: 0 };
-    }
+  validateNewFace(face);
+  if (!isUuid(face.visitorId)) throw visitorNotFound(face.visitorId);
+  const { sql } = db;
+  const schema = sql(db.schema);
+  const audit = face.audit;
+  const skippedReason = `the visitor already has a face of model ${face.modelId} from this image`;
 
-    const stored = await insertFace(tx, face);
-    let replacedFaces = 0;
-    if (options.replaceOtherModels) {
-      const deleted = await sql`
-        delete from ${schema}.faces
-        where visitor_id = ${face.visitorId} and image_sha256 = ${face.imageSha256}
-          and model_id <> ${face.modelId}`;
-      replacedFaces = deleted.count;
+  type Row = { status: 'done' | 'skipped' | null; face_id: string | null; replaced: number };
+  let rows: Row[];
+  try {
+    rows = await withDatabaseErrors(
+      db,
+      () => sql<Row[]>`
+        with item as (
+          select 1 from ${schema}.batch_items
+          where batch_id = ${batchId} and item_key = ${key} and status in ('pending', 'queued')
+          for update
+        ), inserted as (
+          insert into ${schema}.faces
+            (visitor_id, model_id, dim, embedding, detection_score, box, face_size, image_sha256)
+          select ${face.visitorId}, ${face.modelId}, ${face.embedding.length},
+            ${encodeEmbedding(face.embedding)}, ${face.detectionScore},
+            ${face.box === null ? null : sql.json(boxToJson(face.box))}, ${face.faceSize},
+            ${face.imageSha256}
+          from item
+          on conflict on constraint faces_visitor_image_key do nothing
+          returning id
+        ), existing as (
+          select f.id from ${schema}.faces f, item
+          where f.visitor_id = ${face.visitorId} and f.model_id = ${face.modelId}
+            and f.image_sha256 = ${face.imageSha256}
+        ), replaced as (
+          delete from ${schema}.faces f
+          using item
+          where ${options.replaceOtherModels}
+            and f.visitor_id = ${face.visitorId} and f.image_sha256 = ${face.imageSha256}
+            and f.model_id <> ${face.modelId}
+          returning f.id
+        )${
+          audit
+            ? sql`, audited as (
+          insert into ${schema}.audit_log (key_id, action, target_type, target_id, request_id, details)
+          select ${audit.actor.keyId}, 'face.enrol', 'face', id::text, ${audit.actor.requestId ?? null},
+            ${sql.json({ visitorId: face.visitorId, ...audit.details } as never)}
+          from inserted
+        )`
+            : sql``
+        }, recorded as (
+          update ${schema}.batch_items set
+            status = case when exists (select 1 from inserted) then 'done' else 'skipped' end,
+            reason = case when exists (select 1 from inserted) then ${options.reason ?? null}::text
+              else ${skippedReason} end,
+            face_id = coalesce((select id from inserted), (select id from existing)),
+            faces_detected = ${options.facesDetected}, code = null, updated_at = now()
+          from item
+          where batch_id = ${batchId} and item_key = ${key}
+          returning status, face_id
+        )
+        select r.status, r.face_id, (select count(*)::int from replaced) as replaced
+        from (select 1) one left join recorded r on true`,
+    );
+  } catch (error) {
+    const violation = describePostgresError(error);
+    if (violation?.sqlState === '23503' && violation.constraint === 'faces_visitor_id_fkey') {
+      throw visitorNotFound(face.visitorId, error);
     }
+    throw error;
+  }
 
-    const itemStatus = stored.created ? 'done' : 'skipped';
-    const reason = stored.created
-      ? (options.reason ?? null)
-      : `the visitor already has a face of model ${face.modelId} from this image`;
-    await sql`
-      update ${schema}.batch_items set
-        status = ${itemStatus}, reason = ${reason}, face_id = ${stored.face.id},
-        faces_detected = ${options.facesDetected}, code = null, updated_at = now()
-      where batch_id = ${batchId} and item_key = ${key}`;
-    return { recorded: true, status: itemStatus, faceId: stored.face.id, replacedFaces };
-  });
+  const row = rows[0];
+  if (!row || row.status === null) {
+    return { recorded: false, status: 'skipped', faceId: 0, replacedFaces: 0 };
+  }
+  return {
+    recorded: true,
+    status: row.status,
+    faceId: bigintToNumber(row.face_id ?? 0),
+    replacedFaces: row.replaced,
+  };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -689,21 +736,54 @@ export async function findOrCreateVisitor(
   externalId: string,
   name: string,
 ): Promise<{ id: string; created: boolean }> {
+  const { sql } = db;
   // A visitor deleted between the conflict and the read makes one more round necessary.
   for (let attempt = 1; attempt <= 3; attempt++) {
+    const inserted = await withDatabaseErrors(
+      db,
+      () => sql<{ id: string }[]>`
+        insert into ${sql(db.schema)}.visitors (external_id, name)
+        values (${externalId}, ${name})
+        on conflict on constraint visitors_external_id_key do nothing
+        returning id`,
+    );
+    if (inserted[0]) return { id: inserted[0].id, created: true };
     const existing = await findVisitorIdByExternalId(db, externalId);
     if (existing) return { id: existing, created: false };
-    try {
-      const visitor = await createVisitor(db, { externalId, name });
-      return { id: visitor.id, created: true };
-    } catch (error) {
-      if (!(isFaceGateError(error) && error.code === 'CONFLICT')) throw error;
-    }
   }
   throw new FaceGateError(
     'DEPENDENCY_UNAVAILABLE',
     `visitor with externalId ${JSON.stringify(externalId)} kept being created and deleted concurrently; retry`,
   );
+}
+
+/**
+ * Returns the visitor with this externalId and its faces, of every model, from the image
+ * with this SHA-256, in one query; null when no visitor has the externalId.
+ */
+export async function findVisitorImageFaces(
+  db: Database,
+  externalId: string,
+  imageSha256: Buffer,
+): Promise<{ visitorId: string; faces: ImageFace[] } | null> {
+  const { sql } = db;
+  const schema = sql(db.schema);
+  const rows = await withDatabaseErrors(
+    db,
+    () => sql<
+      { visitor_id: string; id: string | null; model_id: string | null; box: ImageFace['box'] }[]
+    >`
+      select v.id as visitor_id, f.id, f.model_id, f.box
+      from ${schema}.visitors v
+      left join ${schema}.faces f on f.visitor_id = v.id and f.image_sha256 = ${imageSha256}
+      where v.external_id = ${externalId}
+      order by f.id`,
+  );
+  if (rows.length === 0) return null;
+  const faces = rows
+    .filter((row) => row.id !== null)
+    .map((row) => ({ id: bigintToNumber(row.id!), modelId: row.model_id!, box: row.box }));
+  return { visitorId: rows[0]!.visitor_id, faces };
 }
 
 /** Lists the visitor's faces from the image with this SHA-256, of every model. */

@@ -335,14 +335,14 @@ export async function getEmbedding(db: Database, faceId: number): Promise<Stored
   return row ? { ...toFaceEmbedding(row), modelId: row.model_id } : null;
 }
 
-function visitorNotFound(visitorId: string, cause?: unknown): FaceGateError {
+export function visitorNotFound(visitorId: string, cause?: unknown): FaceGateError {
   return new FaceGateError('NOT_FOUND', `visitor ${visitorId} not found`, {
     details: { visitorId },
     cause,
   });
 }
 
-function validateNewFace(input: NewFace): void {
+export function validateNewFace(input: NewFace): void {
   if (typeof input.modelId !== 'string' || input.modelId === '') {
     throw new FaceGateError('INVALID_REQUEST', 'face modelId must be a non-empty string');
   }
@@ -369,7 +369,7 @@ function validateNewFace(input: NewFace): void {
 }
 
 /** Keeps only the four box fields, so extra properties of the caller's object are not stored. */
-function boxToJson(box: FaceBox): Record<keyof FaceBox, number> {
+export function boxToJson(box: FaceBox): Record<keyof FaceBox, number> {
   return { x: box.x, y: box.y, width: box.width, height: box.height };
 }
 

@@ -115,6 +115,7 @@ export {
   createBatch,
   failBatch,
   findOrCreateVisitor,
+  findVisitorImageFaces,
   findVisitorIdByExternalId,
   getBatch,
   listBatchItems,

@@ -11,6 +11,7 @@ import {
   type ItemOutcome,
   findOrCreateVisitor,
   findVisitorIdByExternalId,
+  findVisitorImageFaces,
   listFacesByImage,
   readTableImage,
   recordItemOutcome,
@@ -78,10 +79,10 @@ async function enrol(
   imageSha256: Buffer,
 ): Promise<ItemResult> {
   // A source run again: the same bytes for the same visitor and model need no vision work.
-  const existingVisitorId = await findVisitorIdByExternalId(context.db, externalId);
-  if (existingVisitorId) {
-    const stored = await listFacesByImage(context.db, existingVisitorId, imageSha256);
-    const same = stored.find((face) => face.modelId === context.modelId);
+  const existing = await findVisitorImageFaces(context.db, externalId, imageSha256);
+  const existingVisitorId = existing?.visitorId ?? null;
+  if (existing) {
+    const same = existing.faces.find((face) => face.modelId === context.modelId);
     if (same) {
       return record(context, item, {
         status: 'skipped',
