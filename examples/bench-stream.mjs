@@ -77,7 +77,9 @@ function parseOptions() {
 }
 
 async function connect(WebSocket, url, config) {
-  const ws = new WebSocket(url);
+  // A gateway with API keys needs one with the recognize scope, sent on the upgrade.
+  const headers = process.env.FR_API_KEY ? { 'x-api-key': process.env.FR_API_KEY } : {};
+  const ws = new WebSocket(url, { headers });
   await new Promise((resolve, reject) => {
     ws.once('open', resolve);
     ws.once('unexpected-response', (_request, response) =>

@@ -101,7 +101,9 @@ async function main() {
   const options = parseOptions();
   const files = await listImages(options.dir);
   const WebSocket = loadWebSocket();
-  const ws = new WebSocket(options.url);
+  // A gateway with API keys needs one with the recognize scope, sent on the upgrade.
+  const headers = process.env.FR_API_KEY ? { 'x-api-key': process.env.FR_API_KEY } : {};
+  const ws = new WebSocket(options.url, { headers });
 
   /** Frames sent that have no result or error yet: frame id -> { file, sentAtMs }. */
   const pending = new Map();

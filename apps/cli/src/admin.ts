@@ -58,13 +58,23 @@ export async function keysCommand(config: Config, args: readonly string[]): Prom
   if (action === 'create') {
     const name = options.get('name');
     const scopeText = options.get('scopes');
-    if (!name || !scopeText) throw usageError('--name and --scopes are required', KEYS_USAGE);
+    if (!name?.trim() || !scopeText)
+      throw usageError('--name and --scopes are required', KEYS_USAGE);
+    if (name.trim().length > 200) {
+      throw usageError(`--name has ${name.trim().length} characters; the limit is 200`, KEYS_USAGE);
+    }
     const scopes = parseScopes(scopeText);
     const generated = generateApiKey();
     const record = await withDatabase(config.databaseUrl, config, (db) =>
       insertApiKey(
         db,
-        { id: generated.id, name, keySha256: generated.sha256, scopes, createdBy: 'cli' },
+        {
+          id: generated.id,
+          name: name.trim(),
+          keySha256: generated.sha256,
+          scopes,
+          createdBy: 'cli',
+        },
         CLI_ACTOR,
       ),
     );

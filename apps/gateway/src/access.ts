@@ -65,7 +65,38 @@ export interface AccessDeps {
   keyRing: KeyRing;
   /** Null when RATE_LIMIT_PER_SECOND is 0. */
   rateLimiter: RateLimiter | null;
+  /** Counts requests with a missing or invalid key per client address, to slow key guessing. */
+  failedAuthLimiter?: RateLimiter | null;
   logger: Logger;
+}
+
+/** Requests per second and burst allowed per client address with a missing or invalid key. */
+export const FAILED_AUTH_LIMIT = { ratePerSecond: 10, burst: 100 } as const;
+
+/**
+ * Counts a request with a missing or invalid key against its client address. Returns the
+ * RATE_LIMITED error to answer with once the address is over FAILED_AUTH_LIMIT, else null.
+ * Failures of Redis itself let the request through to its 401.
+ */
+export async function countFailedAuth(
+  limiter: RateLimiter | null | undefined,
+  address: string | undefined,
+): Promise<{ error: FaceGateError; retryAfterSeconds: number } | null> {
+  if (!limiter) return null;
+  try {
+    const decision = await limiter.consume(`address:${address ?? 'unknown'}`);
+    if (decision.allowed) return null;
+    return {
+      error: new FaceGateError(
+        'RATE_LIMITED',
+        `too many requests with a missing or invalid API key from this address; retry in ${decision.retryAfterMs} ms`,
+        { details: { retryAfterMs: decision.retryAfterMs } },
+      ),
+      retryAfterSeconds: Math.max(1, Math.ceil(decision.retryAfterMs / 1000)),
+    };
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -109,8 +140,15 @@ export function accessControl(deps: AccessDeps): (scope: Scope) => RequestHandle
     const presented = presentedKey(request.headers);
     const principal = deps.keyRing.authenticate(presented);
     if (!principal) {
-      response.setHeader('WWW-Authenticate', 'Bearer realm="facegate"');
-      next(unauthenticated(presented));
+      void countFailedAuth(deps.failedAuthLimiter, request.socket.remoteAddress).then((limited) => {
+        if (limited) {
+          response.setHeader('Retry-After', String(limited.retryAfterSeconds));
+          next(limited.error);
+          return;
+        }
+        response.setHeader('WWW-Authenticate', 'Bearer realm="facegate"');
+        next(unauthenticated(presented));
+      });
       return;
     }
     request.principal = principal;

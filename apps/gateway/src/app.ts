@@ -20,6 +20,7 @@ import {
   listVisitors,
   ping,
   recordAudit,
+  renameBatchItemsExternalId,
   transaction,
   updateVisitor,
 } from '@facegate/db';
@@ -66,6 +67,8 @@ export interface GatewayDeps {
   keyRing: KeyRing;
   /** Null when RATE_LIMIT_PER_SECOND is 0. */
   rateLimiter: RateLimiter | null;
+  /** Limit of requests with a missing or invalid key per client address; null when off. */
+  failedAuthLimiter?: RateLimiter | null;
   /** Null unless MATCH_LOG_RETENTION_DAYS is above 0. */
   matchLogger?: MatchLogger | null;
 }
@@ -185,6 +188,7 @@ export function createApp(deps: GatewayDeps): express.Express {
   const guard = accessControl({
     keyRing: deps.keyRing,
     rateLimiter: deps.rateLimiter,
+    failedAuthLimiter: deps.failedAuthLimiter ?? null,
     logger,
   });
   const limits = { maxImageBytes: config.maxImageBytes };
@@ -197,7 +201,21 @@ export function createApp(deps: GatewayDeps): express.Express {
       response.status(204).end();
       return;
     }
-    const status = await waitForErasure(deps.redis, deps.keys, erasureSeq, config.erasureTimeoutMs);
+    let status;
+    try {
+      status = await waitForErasure(deps.redis, deps.keys, erasureSeq, config.erasureTimeoutMs);
+    } catch (error) {
+      // The database part is committed; only the matchers' confirmation is unknown.
+      logger.warn({ err: error, what, seq: erasureSeq }, 'erasure confirmation failed');
+      response.status(202).json({
+        status: 'pending',
+        message: `${what} is deleted from the database, but the matchers' confirmation could not be read from Redis; they erase it when they apply the change`,
+        seq: erasureSeq,
+        confirmed: [],
+        pending: [],
+      });
+      return;
+    }
     if (status.complete) {
       response.status(204).end();
       return;
@@ -398,7 +416,13 @@ export function createApp(deps: GatewayDeps): express.Express {
     const { id } = parse(visitorIdParams, request.params, 'path');
     const patch = parse(visitorPatchBody, await readJson(request), 'body');
     const visitor = await transaction(db, async (tx) => {
+      const before = patch.externalId === undefined ? null : await getVisitor(tx, id);
       const updated = await updateVisitor(tx, id, patch);
+      if (updated && before?.externalId && before.externalId !== updated.externalId) {
+        // Batch items name the visitor by external id; they follow the change so that an
+        // erasure still finds them.
+        await renameBatchItemsExternalId(tx, before.externalId, updated.externalId);
+      }
       if (updated) {
         await recordAudit(tx, actorOf(request), {
           action: 'visitor.update',

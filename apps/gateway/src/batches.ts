@@ -3,7 +3,7 @@
  * queues its planning job. The inference workers enumerate the source, read the images
  * and store the faces, so the paths in a source must be visible to every worker.
  */
-import { isAbsolute } from 'node:path';
+import { isAbsolute, resolve, sep } from 'node:path';
 
 import { addBatchPlanJob, redisUnavailable } from '@facegate/contracts';
 import {
@@ -135,6 +135,22 @@ export async function batchReport(
   };
 }
 
+/**
+ * Rejects a source path outside BATCH_SOURCE_ROOTS. The path is compared as written; the
+ * workers compare it again with symbolic links resolved.
+ */
+function assertWithinRoots(path: string, roots: readonly string[]): void {
+  if (roots.length === 0) return;
+  const resolved = resolve(path);
+  if (!roots.some((root) => resolved === root || resolved.startsWith(`${root}${sep}`))) {
+    throw new FaceGateError(
+      'INVALID_REQUEST',
+      `source path ${path} is outside the folders batches may read (BATCH_SOURCE_ROOTS: ${roots.join(', ')})`,
+      { details: { path, roots } },
+    );
+  }
+}
+
 export function registerBatchRoutes(
   app: express.Express,
   deps: GatewayDeps,
@@ -146,6 +162,7 @@ export function registerBatchRoutes(
     const body = parse(newBatchBody, await readJson(request, MAX_BODY_BYTES), 'body');
     // Checked here so a wrong table or column is a 400 now, not a failed batch later.
     if (body.source.type === 'table') await checkTableSource(db, body.source);
+    else assertWithinRoots(body.source.path, deps.config.batchSourceRoots);
 
     const batch = await createBatch(
       db,

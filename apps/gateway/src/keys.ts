@@ -86,11 +86,16 @@ export function registerKeyRoutes(
     );
     // The ring reloads on the table's notification too; this makes the key usable at once here.
     await keyRing.reload();
+    // The only copy of the key must not stay in a proxy or browser cache.
+    response.setHeader('Cache-Control', 'no-store');
     response.status(201).json({ ...keyJson(record), key: generated.key });
   });
 
   app.delete('/api/v1/keys/:id', guard('admin'), async (request, response) => {
-    if (/^env-\d+$/.test(String(request.params.id))) {
+    if (
+      /^env-\d+$/.test(String(request.params.id)) &&
+      keyRing.keyIds.includes(String(request.params.id))
+    ) {
       throw new FaceGateError(
         'CONFLICT',
         'keys from API_KEYS cannot be revoked through the API: remove the key from API_KEYS and restart the gateways',

@@ -10,6 +10,7 @@ import { FaceGateError } from '@facegate/errors';
 import { createLogger } from '@facegate/logger';
 import { StreamMetrics, createRegistry } from '@facegate/metrics';
 
+import { FAILED_AUTH_LIMIT } from './access.js';
 import { createApp } from './app.js';
 import { Dispatcher } from './dispatcher.js';
 import { MatchLogger } from './match-log.js';
@@ -71,6 +72,13 @@ async function main(): Promise<void> {
           prefix: config.queuePrefix,
         })
       : null;
+  const failedAuthLimiter =
+    config.rateLimitPerSecond > 0
+      ? new RateLimiter(redis, {
+          ...FAILED_AUTH_LIMIT,
+          prefix: `${config.queuePrefix}:unauthenticated`,
+        })
+      : null;
   const matchLogger =
     config.matchLogRetentionDays > 0
       ? new MatchLogger(db, logger, config.matchLogRetentionDays)
@@ -88,6 +96,7 @@ async function main(): Promise<void> {
     registry,
     keyRing,
     rateLimiter,
+    failedAuthLimiter,
     matchLogger,
   });
   const server: Server = await new Promise((resolve) => {
@@ -101,10 +110,12 @@ async function main(): Promise<void> {
     options: streamOptionsFromConfig(config),
     keyRing,
     rateLimiter,
+    failedAuthLimiter,
     matchLogger,
     maxConnectionsPerKey: config.streamMaxConnectionsPerKey,
   });
   keyRing.on('revoked', (keyIds) => streams.closeStreamsOf(keyIds));
+  keyRing.on('closed', () => streams.closeStreamsWithoutKey());
   const streamMetrics = new StreamMetrics(registry, () => streams.stats);
   streams.stats.on('frameLatency', (gatewayMs) =>
     streamMetrics.frameDuration.observe(gatewayMs / 1000),

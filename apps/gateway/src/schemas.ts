@@ -69,6 +69,12 @@ export const faceIdParams = z.object({
 
 /** Parses `value` or throws INVALID_REQUEST listing every problem (a uuid path parameter that does not parse is NOT_FOUND). */
 export function parse<T extends z.ZodType>(schema: T, value: unknown, where: string): z.output<T> {
+  const nulPath = findNulCharacter(value);
+  if (nulPath !== null) {
+    // PostgreSQL text cannot store U+0000, so it would fail later as an internal error.
+    const at = nulPath === '' ? where : `${where} '${nulPath}'`;
+    throw new FaceGateError('INVALID_REQUEST', `${at} contains a NUL character (U+0000)`);
+  }
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const problems = result.error.issues.map((issue) => {
@@ -78,4 +84,17 @@ export function parse<T extends z.ZodType>(schema: T, value: unknown, where: str
     return path ? `${where} '${path}': ${issue.message}` : `${where}: ${issue.message}`;
   });
   throw new FaceGateError('INVALID_REQUEST', problems.join('; '), { details: { problems } });
+}
+
+/** Returns the path of the first string (key or value) containing U+0000, or null. */
+function findNulCharacter(value: unknown, path = '', depth = 0): string | null {
+  if (typeof value === 'string') return value.includes('\u0000') ? path : null;
+  if (typeof value !== 'object' || value === null || depth > 32) return null;
+  for (const [key, item] of Object.entries(value)) {
+    const itemPath = path === '' ? key : `${path}.${key}`;
+    if (key.includes('\u0000')) return itemPath;
+    const found = findNulCharacter(item, itemPath, depth + 1);
+    if (found !== null) return found;
+  }
+  return null;
 }

@@ -80,9 +80,13 @@ async function dumpSchema(): Promise<Map<string, string>> {
   return dump;
 }
 
+/** Reads every file of a matcher's index folder; a temporary file renamed meanwhile is skipped. */
 async function indexFiles(dir: string): Promise<Buffer> {
   const names = await readdir(dir);
-  return Buffer.concat(await Promise.all(names.map((name) => readFile(join(dir, name)))));
+  const contents = await Promise.all(
+    names.map((name) => readFile(join(dir, name)).catch(() => Buffer.alloc(0))),
+  );
+  return Buffer.concat(contents);
 }
 
 describe(
@@ -98,6 +102,7 @@ describe(
           RATE_LIMIT_PER_SECOND: String(RATE_PER_SECOND),
           RATE_LIMIT_BURST: String(BURST),
           MATCH_LOG_RETENTION_DAYS: '1',
+          BATCH_SOURCE_ROOTS: tmpdir(),
           LOG_LEVEL: 'debug',
         },
       });
@@ -214,12 +219,81 @@ describe(
       assert.equal(unknown.status, 401);
       assert.equal(welcome.key_id, 'env-1');
       assert.equal(noAuthClose.code, 4401);
-      assert.equal(noAuth.messages[0]?.code, 'UNAUTHENTICATED');
+      assert.equal(noAuth.messages[0]?.error.code, 'UNAUTHENTICATED');
       byMessage.send({ type: 'config', mode: 'detect' });
       const result = await byMessage.request(await readFile(photo('Aaron_Peirsol', 1)), 1);
       assert.equal(result.type, 'result', JSON.stringify(result));
       await byHeader.close();
       await byMessage.close();
+    });
+
+    test('batches read neither service tables nor files outside the roots', async () => {
+      const sources = [
+        {
+          type: 'table',
+          table: `${stack.schema}.api_keys`,
+          idColumn: 'id',
+          nameColumn: 'name',
+          imageColumn: 'name',
+          imageEncoding: 'path',
+        },
+        {
+          type: 'table',
+          table: 'pg_catalog.pg_class',
+          idColumn: 'relname',
+          nameColumn: 'relname',
+          imageColumn: 'relname',
+          imageEncoding: 'path',
+        },
+        { type: 'manifest', path: '/etc/passwd' },
+        { type: 'directory', path: `${tmpdir()}/../etc` },
+      ];
+
+      for (const source of sources) {
+        const response = await call(stack, 'POST', '/api/v1/batches', {
+          json: { source },
+          headers: headers(KEYS.enrol),
+        });
+        assert.equal(
+          response.status,
+          400,
+          `${JSON.stringify(source)}: ${JSON.stringify(response.json)}`,
+        );
+        assert.equal(response.json.error.code, 'INVALID_REQUEST');
+      }
+    });
+
+    test('a NUL character is a 400, not a database error', async () => {
+      const visitor = await call(stack, 'POST', '/api/v1/visitors', {
+        json: { name: 'a\u0000b' },
+        headers: headers(KEYS.enrol),
+      });
+      const metadata = await call(stack, 'POST', '/api/v1/visitors', {
+        json: { name: 'ok', metadata: { note: '\u0000' } },
+        headers: headers(KEYS.enrol),
+      });
+      const key = await call(stack, 'POST', '/api/v1/keys', {
+        json: { name: 'x\u0000', scopes: ['admin'] },
+        headers: headers(KEYS.admin),
+      });
+
+      for (const response of [visitor, metadata, key]) {
+        assert.equal(response.status, 400, JSON.stringify(response.json));
+        assert.match(response.json.error.message, /NUL character/);
+      }
+    });
+
+    test('messages right after the auth message are kept', async () => {
+      const stream = await TestStreamClient.open(wsUrl(stack.url));
+
+      stream.send({ type: 'auth', api_key: KEYS.recognize });
+      stream.send({ type: 'config', mode: 'detect' });
+      stream.sendFrame(await readFile(photo('Aaron_Peirsol', 1)), { frame_id: 'early' });
+      const result = await stream.waitFor((message) => message.frame_id === 'early');
+
+      assert.equal(result.type, 'result', JSON.stringify(stream.messages));
+      assert.equal(result.faces.length, 1);
+      await stream.close();
     });
 
     test('a revoked key stops working within a second on every gateway', async () => {

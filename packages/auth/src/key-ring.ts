@@ -46,7 +46,11 @@ const ALL_SCOPES: ReadonlySet<Scope> = new Set<Scope>(['recognize', 'enrol', 'ad
 const OPEN_PRINCIPAL: Principal = { keyId: null, scopes: ALL_SCOPES };
 
 /** Emits 'revoked' with the ids of keys that stopped being accepted since the last reload. */
-export class KeyRing extends EventEmitter<{ revoked: [ReadonlySet<string>] }> {
+export class KeyRing extends EventEmitter<{
+  revoked: [ReadonlySet<string>];
+  /** The first key was created: requests without a key are no longer let in. */
+  closed: [];
+}> {
   readonly #options: KeyRingOptions;
   readonly #logger: Logger;
   #keys: KnownKey[] = [];
@@ -91,6 +95,10 @@ export class KeyRing extends EventEmitter<{ revoked: [ReadonlySet<string>] }> {
       this.#logger.warn(
         'NO API KEYS ARE CONFIGURED: every client can enrol, read and recognize visitors. ' +
           "Set API_KEYS or create a key with 'fr keys create' before exposing this gateway.",
+      );
+    } else if (this.#keys.length === 0) {
+      this.#logger.warn(
+        "no API key is active, so every request is rejected; create one with 'fr keys create'",
       );
     } else {
       this.#logger.info({ keys: this.#keys.length }, 'API keys loaded');
@@ -160,6 +168,7 @@ export class KeyRing extends EventEmitter<{ revoked: [ReadonlySet<string>] }> {
 
   async #load(db: Database): Promise<void> {
     const { keys, everConfigured } = await loadActiveApiKeys(db);
+    const wasOpen = this.mode === 'open';
     const before = new Set(this.#keys.map((key) => key.id));
     this.#keys = [...this.#options.envKeys.map(toKnownKey), ...keys.map(toKnownKey)];
     this.#tableEverUsed = everConfigured;
@@ -169,6 +178,10 @@ export class KeyRing extends EventEmitter<{ revoked: [ReadonlySet<string>] }> {
     if (revoked.size > 0) {
       this.#logger.info({ keyIds: [...revoked] }, 'API keys revoked');
       this.emit('revoked', revoked);
+    }
+    if (wasOpen && (this.mode as AuthMode) === 'keys') {
+      this.#logger.info('an API key now exists: requests without a key are rejected');
+      this.emit('closed');
     }
   }
 }

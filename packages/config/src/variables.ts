@@ -403,6 +403,26 @@ export const variables = {
     '1000000',
     integer(1, 100_000_000),
   ),
+  batchSourceRoots: variable(
+    'BATCH_SOURCE_ROOTS',
+    'Comma-separated absolute folders that batch sources (directories, manifests, image paths in tables) must lie in; unset allows any path the inference workers can read.',
+    undefined,
+    z
+      .string()
+      .optional()
+      .transform((value) =>
+        (value ?? '')
+          .split(',')
+          .map((root) => root.trim())
+          .filter((root) => root !== ''),
+      )
+      .refine(
+        (roots) => roots.every((root) => root.startsWith('/')),
+        'every folder must be an absolute path',
+      )
+      .transform((roots) => roots.map((root) => resolve(root))),
+    'any path',
+  ),
   matchLogRetentionDays: variable(
     'MATCH_LOG_RETENTION_DAYS',
     'Days recognition results are kept in match_log; 0 stores none.',

@@ -8,7 +8,7 @@ import { FaceGateError } from '@facegate/errors';
 import type postgres from 'postgres';
 
 import { type Actor, recordAudit } from './audit.js';
-import { type Database, type Sql, transaction } from './database.js';
+import { type Database, type Sql, quoteIdentifier, transaction } from './database.js';
 import { describePostgresError, toDatabaseError, withDatabaseErrors } from './errors.js';
 import { encodeEmbedding } from './embedding.js';
 import { type NewFace, boxToJson, validateNewFace, visitorNotFound } from './faces.js';
@@ -758,6 +758,25 @@ export async function findOrCreateVisitor(
 }
 
 /**
+ * Moves batch items from one external id to another (a visitor's new id, or null), so
+ * that the items of a visitor stay linked to it for erasure. Returns how many moved.
+ */
+export async function renameBatchItemsExternalId(
+  db: Database,
+  from: string,
+  to: string | null,
+): Promise<number> {
+  const { sql } = db;
+  const result = await withDatabaseErrors(
+    db,
+    () => sql`
+      update ${sql(db.schema)}.batch_items set external_id = ${to}, updated_at = now()
+      where external_id = ${from}`,
+  );
+  return result.count;
+}
+
+/**
  * Returns the visitor with this externalId and its faces, of every model, from the image
  * with this SHA-256, in one query; null when no visitor has the externalId.
  */
@@ -881,6 +900,40 @@ function tableRef(sql: Sql, source: ResolvedTableSource): postgres.PendingQuery<
     : sql`${sql(source.table[0]!)}`;
 }
 
+/**
+ * Rejects a table in facegate's own schema or in a system schema: a key that may start
+ * batches must not read API key digests, the audit log or the catalog through a batch
+ * report. Other tables are limited by what the service's database role may read.
+ */
+async function assertForeignTable(
+  db: Database,
+  source: ResolvedTableSource,
+  tableText: string,
+): Promise<void> {
+  const { sql } = db;
+  const qualified = source.table.map(quoteIdentifier).join('.');
+  const rows = await withDatabaseErrors(
+    db,
+    () => sql<{ schema: string }[]>`
+      select n.nspname as schema
+      from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+      where c.oid = to_regclass(${qualified})`,
+  );
+  const schema = rows[0]?.schema;
+  if (
+    schema === undefined ||
+    schema === db.schema ||
+    schema === 'information_schema' ||
+    schema.startsWith('pg_')
+  ) {
+    throw new FaceGateError(
+      'INVALID_REQUEST',
+      `table source ${tableText} is in schema ${schema ?? 'unknown'}, which holds facegate's own or PostgreSQL's system tables; a batch reads a visitor table of another system`,
+      { details: { table: tableText, schema: schema ?? null } },
+    );
+  }
+}
+
 const BYTEA_OID = 17;
 const TEXT_OIDS: ReadonlySet<number> = new Set([25, 1042, 1043]); // text, char(n), varchar(n)
 
@@ -917,6 +970,8 @@ export async function checkTableSource(db: Database, source: TableSource): Promi
     }
     throw toDatabaseError(db, error);
   }
+
+  await assertForeignTable(db, resolved, source.table);
 
   const imageType = columns[2]?.type;
   const fits =

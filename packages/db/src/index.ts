@@ -116,6 +116,7 @@ export {
   failBatch,
   findOrCreateVisitor,
   findVisitorImageFaces,
+  renameBatchItemsExternalId,
   findVisitorIdByExternalId,
   getBatch,
   listBatchItems,

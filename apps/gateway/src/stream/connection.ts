@@ -207,6 +207,11 @@ export class StreamConnection {
     if (waiting) this.#countDropped();
   }
 
+  /** Handles a message the server read before this connection existed (during authentication). */
+  receive(data: RawData, isBinary: boolean): void {
+    this.#onMessage(data, isBinary);
+  }
+
   #onMessage(data: RawData, isBinary: boolean): void {
     if (this.#closing) return;
     const bytes = toBuffer(data);

@@ -12,7 +12,13 @@ import { type ErrorCode, FaceGateError, serializeError } from '@facegate/errors'
 import type { Logger } from '@facegate/logger';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
 
-import { actorOfKey, missingScope, presentedKey, unauthenticated } from '../access.js';
+import {
+  actorOfKey,
+  countFailedAuth,
+  missingScope,
+  presentedKey,
+  unauthenticated,
+} from '../access.js';
 import type { MatchLogger } from '../match-log.js';
 
 import { type Frame, type FrameDispatcher, StreamConnection } from './connection.js';
@@ -47,6 +53,7 @@ export interface StreamServerDeps {
   /** Keys accepted; without it every stream is let in (tests of the stream mechanics). */
   keyRing?: KeyRing;
   rateLimiter?: RateLimiter | null;
+  failedAuthLimiter?: RateLimiter | null;
   matchLogger?: MatchLogger | null;
   /** Open streams per API key on this gateway. Default 16. */
   maxConnectionsPerKey?: number;
@@ -90,6 +97,8 @@ export class StreamServer {
   /** Set after logging a rejection at the limit, so a client retrying in a loop logs once. */
   #limitLogged = false;
   readonly #connectionsPerKey = new Map<string, number>();
+  /** Streams opened without a key header that have not sent their auth message yet. */
+  readonly #awaitingAuth = new Set<WebSocket>();
 
   constructor(server: Server, deps: StreamServerDeps) {
     this.#deps = deps;
@@ -145,7 +154,9 @@ export class StreamServer {
       return;
     }
     const { maxConnections } = this.options;
-    if (this.#connections.size >= maxConnections) {
+    // Streams still authenticating count too, so the limit cannot be passed by opening
+    // many sockets before any of them authenticates.
+    if (this.#connections.size + this.#awaitingAuth.size >= maxConnections) {
       this.stats.connectionsRejected += 1;
       if (!this.#limitLogged) {
         this.#logger.warn({ maxConnections }, 'stream rejected: connection limit reached');
@@ -172,7 +183,7 @@ export class StreamServer {
       );
       return;
     }
-    void this.#checkAccess(presented).then((access) => {
+    void this.#checkAccess(presented, request.socket.remoteAddress).then((access) => {
       if ('error' in access) {
         const { status, code, message } = serializeError(access.error);
         rejectUpgrade(socket, status, code, message, {
@@ -183,25 +194,46 @@ export class StreamServer {
         });
         return;
       }
-      this.#wss.handleUpgrade(request, socket, head, (ws) =>
-        this.#open(ws, access.principal, request.socket.remoteAddress),
-      );
+      // A client that hung up during the check never reaches #open, so its slot is freed here.
+      let opened = false;
+      socket.once('close', () => {
+        if (!opened) this.#release(access.principal.keyId);
+      });
+      this.#wss.handleUpgrade(request, socket, head, (ws) => {
+        opened = true;
+        this.#open(ws, access.principal, request.socket.remoteAddress);
+      });
     });
   }
 
   /**
    * Checks a key for a new stream: known, with the recognize scope, under its connection
-   * limit and its request rate (a connection attempt counts as one request).
+   * limit and its request rate (a connection attempt counts as one request). On success
+   * the key's stream slot is taken; #open keeps it and the stream's close frees it.
    */
-  async #checkAccess(presented: string | undefined): Promise<StreamAccess> {
+  async #checkAccess(
+    presented: string | undefined,
+    remoteAddress: string | undefined,
+  ): Promise<StreamAccess> {
     const keyRing = this.#deps.keyRing;
     if (!keyRing) return { principal: { keyId: null, scopes: new Set(['recognize']) } };
 
     const principal = keyRing.authenticate(presented);
-    if (!principal) return { error: unauthenticated(presented), closeCode: CLOSE_UNAUTHENTICATED };
+    if (!principal) {
+      const limited = await countFailedAuth(this.#deps.failedAuthLimiter, remoteAddress);
+      if (limited) {
+        return {
+          error: limited.error,
+          closeCode: CLOSE_TOO_MANY,
+          retryAfterSeconds: limited.retryAfterSeconds,
+        };
+      }
+      return { error: unauthenticated(presented), closeCode: CLOSE_UNAUTHENTICATED };
+    }
     if (!principal.scopes.has('recognize'))
       return { error: missingScope(principal, 'recognize'), closeCode: CLOSE_FORBIDDEN };
 
+    // The slot is taken before the rate check awaits, so concurrent upgrades cannot all pass.
     const limit = this.#deps.maxConnectionsPerKey ?? 16;
     const open = principal.keyId === null ? 0 : (this.#connectionsPerKey.get(principal.keyId) ?? 0);
     if (open >= limit) {
@@ -210,11 +242,13 @@ export class StreamServer {
       );
       return { error, closeCode: CLOSE_TOO_MANY, retryAfterSeconds: 5 };
     }
+    if (principal.keyId !== null) this.#connectionsPerKey.set(principal.keyId, open + 1);
 
     if (this.#deps.rateLimiter && principal.keyId !== null) {
       try {
         const decision = await this.#deps.rateLimiter.consume(principal.keyId);
         if (!decision.allowed) {
+          this.#release(principal.keyId);
           const retryAfterSeconds = Math.max(1, Math.ceil(decision.retryAfterMs / 1000));
           const error = tooMany(
             `too many requests for API key ${principal.keyId}; retry in ${decision.retryAfterMs} ms`,
@@ -228,12 +262,22 @@ export class StreamServer {
     return { principal };
   }
 
+  /** Frees the per-key stream slot that #checkAccess took. */
+  #release(keyId: string | null): void {
+    if (keyId === null) return;
+    const left = (this.#connectionsPerKey.get(keyId) ?? 1) - 1;
+    if (left > 0) this.#connectionsPerKey.set(keyId, left);
+    else this.#connectionsPerKey.delete(keyId);
+  }
+
   /** Waits for `{"type":"auth","api_key":"..."}` as the first message of a stream. */
   #awaitAuthMessage(ws: WebSocket, remoteAddress: string | undefined): void {
+    this.#awaitingAuth.add(ws);
     const reject = (closeCode: number, error: FaceGateError): void => {
+      this.#awaitingAuth.delete(ws);
       const { code, message } = serializeError(error);
       if (ws.readyState === ws.OPEN) {
-        ws.send(JSON.stringify({ type: 'error', code, message }));
+        ws.send(JSON.stringify({ type: 'error', error: { code, message } }));
         ws.close(closeCode, code);
       }
     };
@@ -246,7 +290,10 @@ export class StreamServer {
       AUTH_MESSAGE_TIMEOUT_MS,
     );
     timer.unref();
-    ws.once('close', () => clearTimeout(timer));
+    ws.once('close', () => {
+      clearTimeout(timer);
+      this.#awaitingAuth.delete(ws);
+    });
     ws.once('message', (data: RawData, isBinary: boolean) => {
       clearTimeout(timer);
       const presented = isBinary ? undefined : readAuthMessage(data);
@@ -259,22 +306,34 @@ export class StreamServer {
         );
         return;
       }
-      void this.#checkAccess(presented).then((access) => {
-        if (ws.readyState !== ws.OPEN) return;
+
+      // Messages sent right after the auth message wait here for the stream to open.
+      const early: [RawData, boolean][] = [];
+      const hold = (next: RawData, nextIsBinary: boolean): void => {
+        early.push([next, nextIsBinary]);
+      };
+      ws.on('message', hold);
+      void this.#checkAccess(presented, remoteAddress).then((access) => {
+        ws.off('message', hold);
         if ('error' in access) {
           reject(access.closeCode, access.error);
           return;
         }
+        this.#awaitingAuth.delete(ws);
+        if (ws.readyState !== ws.OPEN) {
+          this.#release(access.principal.keyId);
+          return;
+        }
         ws.send(JSON.stringify({ type: 'authenticated', key_id: access.principal.keyId }));
-        this.#open(ws, access.principal, remoteAddress);
+        const connection = this.#open(ws, access.principal, remoteAddress);
+        for (const [next, nextIsBinary] of early) connection.receive(next, nextIsBinary);
       });
     });
   }
 
-  #open(ws: WebSocket, principal: Principal, remoteAddress: string | undefined): void {
+  /** Starts serving a stream whose per-key slot #checkAccess took. */
+  #open(ws: WebSocket, principal: Principal, remoteAddress: string | undefined): StreamConnection {
     const { keyId } = principal;
-    if (keyId !== null)
-      this.#connectionsPerKey.set(keyId, (this.#connectionsPerKey.get(keyId) ?? 0) + 1);
     const matchLogger = this.#deps.matchLogger;
     const connection = new StreamConnection(
       ws,
@@ -295,14 +354,19 @@ export class StreamServer {
       (closed) => {
         this.#connections.delete(closed);
         this.#limitLogged = false;
-        if (keyId !== null) {
-          const left = (this.#connectionsPerKey.get(keyId) ?? 1) - 1;
-          if (left > 0) this.#connectionsPerKey.set(keyId, left);
-          else this.#connectionsPerKey.delete(keyId);
-        }
+        this.#release(keyId);
       },
     );
     this.#connections.add(connection);
+    return connection;
+  }
+
+  /** Closes the streams opened while the service ran without keys, with code 4401. */
+  closeStreamsWithoutKey(): void {
+    for (const connection of this.#connections) {
+      if (connection.keyId === null)
+        connection.close(CLOSE_UNAUTHENTICATED, 'an API key is now required');
+    }
   }
 
   /** Closes the streams of keys that are no longer accepted, with code 4401. */
@@ -318,7 +382,8 @@ export class StreamServer {
     for (const connection of this.#connections) {
       // Covers a revocation whose event this server missed.
       if (keyRing && !keyRing.accepts(connection.keyId)) {
-        connection.close(CLOSE_UNAUTHENTICATED, 'API key revoked');
+        const reason = connection.keyId === null ? 'an API key is now required' : 'API key revoked';
+        connection.close(CLOSE_UNAUTHENTICATED, reason);
         continue;
       }
       connection.heartbeat();

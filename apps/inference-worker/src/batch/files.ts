@@ -1,4 +1,5 @@
-import { open } from 'node:fs/promises';
+import { open, realpath } from 'node:fs/promises';
+import { sep } from 'node:path';
 
 import { FaceGateError } from '@facegate/errors';
 
@@ -46,7 +47,12 @@ export function fileError(error: unknown, path: string, what: string): FaceGateE
  * rejected with IMAGE_TOO_LARGE without loading it. Throws IMAGE_EMPTY for an empty file
  * and the errors of `fileError`.
  */
-export async function readImageFile(path: string, maxImageBytes: number): Promise<Buffer> {
+export async function readImageFile(
+  path: string,
+  maxImageBytes: number,
+  roots: readonly string[] = [],
+): Promise<Buffer> {
+  await assertWithinRoots(path, roots, 'image file');
   try {
     const file = await open(path, 'r');
     try {
@@ -68,5 +74,37 @@ export async function readImageFile(path: string, maxImageBytes: number): Promis
     }
   } catch (error) {
     throw fileError(error, path, 'image file');
+  }
+}
+
+/** Returns whether `path`, already resolved, is one of `roots` or inside one. */
+export function isWithinRoots(path: string, roots: readonly string[]): boolean {
+  return roots.some(
+    (root) => path === root || path.startsWith(root.endsWith(sep) ? root : root + sep),
+  );
+}
+
+/**
+ * Throws INVALID_REQUEST unless `path`, with symbolic links resolved, lies in one of
+ * `roots` (BATCH_SOURCE_ROOTS); with no roots every path passes.
+ */
+export async function assertWithinRoots(
+  path: string,
+  roots: readonly string[],
+  what: string,
+): Promise<void> {
+  if (roots.length === 0) return;
+  let real: string;
+  try {
+    real = await realpath(path);
+  } catch (error) {
+    throw fileError(error, path, what);
+  }
+  if (!isWithinRoots(real, roots)) {
+    throw new FaceGateError(
+      'INVALID_REQUEST',
+      `${what} ${path} is outside the folders batches may read (BATCH_SOURCE_ROOTS)`,
+      { details: { path } },
+    );
   }
 }

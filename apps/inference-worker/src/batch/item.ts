@@ -59,7 +59,7 @@ async function readItemImage(context: BatchContext, item: ClaimedBatchItem): Pro
   if (item.source.type === 'table' && item.source.imageEncoding !== 'path') {
     return readTableImage(context.db, item.source, item.locator!, maxImageBytes);
   }
-  return readImageFile(item.locator!, maxImageBytes);
+  return readImageFile(item.locator!, maxImageBytes, context.config.batchSourceRoots);
 }
 
 async function record(

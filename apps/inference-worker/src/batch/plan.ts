@@ -36,7 +36,13 @@ export async function planBatch(context: BatchContext, batchId: string): Promise
   if (!batch) return result;
 
   const counters = { ignored: 0 };
-  for await (const chunk of enumerateSource(context.db, batch.source, PLAN_CHUNK_SIZE, counters)) {
+  for await (const chunk of enumerateSource(
+    context.db,
+    batch.source,
+    PLAN_CHUNK_SIZE,
+    counters,
+    context.config.batchSourceRoots,
+  )) {
     // A cancel between chunks stops planning; items already queued end without work.
     const current = await getBatch(context.db, batchId);
     if (current?.status !== 'planning' && current?.status !== 'running') return result;

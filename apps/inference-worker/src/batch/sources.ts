@@ -18,7 +18,7 @@ import {
 import { FaceGateError } from '@facegate/errors';
 
 import { CsvParser, type CsvRecord } from './csv.js';
-import { fileError } from './files.js';
+import { assertWithinRoots, fileError } from './files.js';
 
 /** Extensions of the files a directory source takes as images; others are ignored. */
 const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([
@@ -47,7 +47,9 @@ export async function* enumerateSource(
   source: BatchSource,
   chunkSize: number,
   counters: EnumerationCounters,
+  roots: readonly string[] = [],
 ): AsyncGenerator<NewBatchItem[], void, undefined> {
+  if (source.type !== 'table') await assertWithinRoots(source.path, roots, source.type);
   switch (source.type) {
     case 'directory':
       yield* chunked(directoryItems(source.path, counters), chunkSize);
@@ -297,8 +299,10 @@ function csvHeader(record: CsvRecord, path: string): Map<string, number> {
   if (missing.length > 0) {
     throw new FaceGateError(
       'INVALID_REQUEST',
-      `manifest ${path} has no column ${missing.join(', ')} in its header row ` +
-        `(${JSON.stringify(record.fields)}); expected externalId,name,image`,
+      // The header's text is left out: a path to a file that is not a manifest would
+      // otherwise show its first line to the caller.
+      `manifest ${path} has no column ${missing.join(', ')} in its header row; ` +
+        'expected a header row with externalId, name and image',
     );
   }
   return columns;
