@@ -5,7 +5,8 @@ import { after, before, describe, test } from 'node:test';
 
 import { FACES_MISSING, facesDir } from '@facegate/config';
 
-import { Stack, call } from '@facegate/testing';
+import { createDatabase } from '@facegate/db';
+import { Stack, TEST_DATABASE_URL, call } from '@facegate/testing';
 
 const faces = facesDir();
 const stack = new Stack();
@@ -29,6 +30,10 @@ describe(
 
       assert.equal(health.status, 200);
       assert.equal(ready.status, 200);
+      // Without API keys the service runs open and says so.
+      assert.equal(ready.json.auth, 'open');
+      assert.match(ready.json.checks.auth.warning, /no API keys are configured/);
+      assert.match(stack.logs.get('gateway')!.join(''), /NO API KEYS ARE CONFIGURED/);
       for (const check of ['postgres', 'redis', 'inferenceWorkers', 'matcher'])
         assert.equal(ready.json.checks[check].ok, true, check);
     });
@@ -255,6 +260,24 @@ describe(
       assert.equal(new Set(ids).size, ids.length);
       assert.equal(stranger.status, 200);
       assert.equal(stranger.json.faces[0].match, null);
+    });
+
+    test('recognitions are not stored by default', async () => {
+      const db = createDatabase({
+        url: TEST_DATABASE_URL,
+        schema: stack.schema,
+        maxConnections: 1,
+      });
+
+      const recognized = await call(stack, 'POST', '/api/v1/recognize', {
+        image: await photo('identity-small/face_recognition_knn/test/obama1.jpg'),
+      });
+      const [{ count }] = await db.sql<[{ count: string }]>`
+        select count(*) from ${db.sql(stack.schema)}.match_log`;
+      await db.close();
+
+      assert.equal(recognized.status, 200);
+      assert.equal(Number(count), 0);
     });
 
     test('verify two images and an image against a visitor', async () => {
