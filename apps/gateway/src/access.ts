@@ -21,14 +21,18 @@ declare global {
   }
 }
 
-/** Returns the key sent in X-API-Key, or else as `Authorization: Bearer <key>`. */
+/**
+ * Returns the key sent in X-API-Key, or else as `Authorization: Bearer <key>`: undefined
+ * when neither header is there, '' for an Authorization header of another form.
+ */
 export function presentedKey(headers: IncomingHttpHeaders): string | undefined {
   const header = headers['x-api-key'];
   if (typeof header === 'string' && header !== '') return header.trim();
   const authorization = headers.authorization;
   if (typeof authorization === 'string') {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
-    if (match) return match[1];
+    // A malformed header is a wrong key, not a missing one, so the 401 says "not valid".
+    return match ? match[1] : '';
   }
   return undefined;
 }

@@ -274,6 +274,8 @@ export const ROUTES: RouteSpec[] = [
     responses: {
       201: { description: 'Created, with the key', schema: responses.createdKeyResponse },
       400: error('Invalid body.'),
+      413: error('Body larger than 16 KiB (PAYLOAD_TOO_LARGE).'),
+      415: error('Body is not JSON (UNSUPPORTED_MEDIA_TYPE).'),
     },
   },
   {
