@@ -31,7 +31,7 @@ export function presentedKey(headers: IncomingHttpHeaders): string | undefined {
   const authorization = headers.authorization;
   if (typeof authorization === 'string') {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
-    // A malformed header is a wrong key, not a missing one, so the 401 says "not valid".
+    // A malformed header is a wrong key, not a missing one, so the 401 message reads "not valid".
     return match ? match[1] : '';
   }
   return undefined;
@@ -79,7 +79,7 @@ export const FAILED_AUTH_LIMIT = { ratePerSecond: 10, burst: 100 } as const;
 
 /**
  * Counts a request with a missing or invalid key against its client address. Returns the
- * RATE_LIMITED error to answer with once the address is over FAILED_AUTH_LIMIT, else null.
+ * RATE_LIMITED error to respond with once the address is over FAILED_AUTH_LIMIT, else null.
  * Failures of Redis itself let the request through to its 401.
  */
 export async function countFailedAuth(

@@ -30,7 +30,7 @@ describe(
 
       assert.equal(health.status, 200);
       assert.equal(ready.status, 200);
-      // Without API keys the service runs open and says so.
+      // Without API keys the service runs open and reports it.
       assert.equal(ready.json.auth, 'open');
       assert.match(ready.json.checks.auth.warning, /no API keys are configured/);
       assert.match(stack.logs.get('gateway')!.join(''), /NO API KEYS ARE CONFIGURED/);

@@ -778,7 +778,7 @@ export async function renameBatchItemsExternalId(
 
 /**
  * Returns the visitor with this externalId and its faces, of every model, from the image
- * with this SHA-256, in one query; null when no visitor has the externalId.
+ * with this SHA-256, in one query. Returns null when no visitor has the externalId.
  */
 export async function findVisitorImageFaces(
   db: Database,
