@@ -13,6 +13,7 @@ import {
   listApiKeys,
   migrate,
   revokeApiKey,
+  schemaVersion,
 } from '@facegate/db';
 import { FaceGateError } from '@facegate/errors';
 
@@ -38,6 +39,13 @@ function usageError(message: string, usage: string): FaceGateError {
 async function withDatabase<T>(url: string, config: Config, work: (db: Database) => Promise<T>) {
   const db = createDatabase({ url, schema: config.databaseSchema, maxConnections: 1 });
   try {
+    // A mistyped DATABASE_SCHEMA must not create a schema that no gateway reads.
+    if ((await schemaVersion(db)) === 0) {
+      throw new FaceGateError(
+        'NOT_FOUND',
+        `schema ${config.databaseSchema} has no facegate tables; set DATABASE_SCHEMA (and DATABASE_URL) to those of the service, or run 'fr db migrate' first`,
+      );
+    }
     await migrate(db);
     return await work(db);
   } finally {

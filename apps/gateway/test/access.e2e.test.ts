@@ -353,6 +353,17 @@ describe(
 
     test('the rate limit holds across two gateways', async (t) => {
       const { key } = await createKey(['enrol']);
+      // The other gateway learns of the new key from a notification, a few ms later.
+      await waitFor(
+        async () => {
+          const response = await fetch(`${secondGateway}/api/v1/audit?limit=1`, {
+            headers: headers(key),
+          });
+          return response.status === 403 ? true : undefined;
+        },
+        1000,
+        'the second gateway knows the new key',
+      );
       const started = Date.now();
 
       const responses = await Promise.all(
@@ -374,16 +385,22 @@ describe(
         allowed <= BURST + Math.ceil(RATE_PER_SECOND * elapsedSeconds) + 1,
         `${allowed} allowed in ${elapsedSeconds} s`,
       );
-      assert.equal(allowed + limited.length, responses.length);
+      assert.deepEqual(
+        responses
+          .map((response) => response.status)
+          .filter((status) => status !== 200 && status !== 429),
+        [],
+      );
       for (const response of limited) {
         assert.equal(response.json.error.code, 'RATE_LIMITED');
         assert.ok(Number(response.headers.get('retry-after')) >= 1);
       }
     });
 
-    test('erasing a visitor leaves nothing behind in the database or any index', async () => {
+    test('erasing a visitor leaves nothing behind in the database or any index', async (t) => {
       // A batch enrols the visitor, so batch items name it too.
       const source = await mkdtemp(join(tmpdir(), 'facegate-erasure-'));
+      t.after(() => rm(source, { recursive: true, force: true }));
       await mkdir(join(source, 'Erasure_Visitor'));
       await copyFile(photo('Aaron_Peirsol', 1), join(source, 'Erasure_Visitor', 'first.jpg'));
       const batch = await call(stack, 'POST', '/api/v1/batches', {
@@ -481,7 +498,6 @@ describe(
           ),
           `${expected.join(' by ')} missing from ${JSON.stringify(actions)}`,
         );
-      await rm(source, { recursive: true, force: true });
     });
 
     test('no log line contains a key or an embedding', () => {

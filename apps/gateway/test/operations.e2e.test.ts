@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
@@ -199,6 +200,7 @@ test(
     }
     const schema = `test_start_${Date.now()}`;
     const prefix = `test-start-${Date.now()}`;
+    const indexDir = join(tmpdir(), prefix);
     const child = spawn(process.execPath, [join(root, 'scripts', 'start.mjs')], {
       env: {
         ...process.env,
@@ -208,7 +210,7 @@ test(
         DATABASE_URL: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
         DATABASE_SCHEMA: schema,
         QUEUE_PREFIX: prefix,
-        INDEX_DIR: join((await import('node:os')).tmpdir(), prefix),
+        INDEX_DIR: indexDir,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -247,6 +249,7 @@ test(
     const keys = await redis.keys(`${prefix}:*`);
     if (keys.length > 0) await redis.del(...keys);
     await redis.quit();
+    await rm(indexDir, { recursive: true, force: true });
     assert.ok(ready, output.slice(-2000));
     assert.deepEqual(scrapes, [200, 200, 200]);
     assert.equal(code, 0, output.slice(-2000));

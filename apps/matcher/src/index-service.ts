@@ -7,6 +7,7 @@ import { performance } from 'node:perf_hooks';
 
 import type { Database, FaceChange } from '@facegate/db';
 import {
+  getInstanceId,
   countFacesByModel,
   listenForChanges,
   maxChangeSeq,
@@ -94,6 +95,9 @@ export const SLOW_CATCH_UP_MS = 1000;
  */
 const ERASURE_PERSIST_DELAY_MS = 50;
 
+/** Milliseconds from a change notification to the catch-up that reads it and the changes after it. */
+const NOTIFIED_CATCH_UP_DELAY_MS = 20;
+
 /** Smallest delay before retrying a failed save, so a full disk does not cause a save loop. */
 const PERSIST_RETRY_MIN_MS = 1000;
 
@@ -131,6 +135,7 @@ export class IndexService {
   private readonly feedFailures: FailureLog;
   private unlisten: Unlisten | null = null;
   private pollTimer: NodeJS.Timeout | null = null;
+  private notifyTimer: NodeJS.Timeout | null = null;
 
   /** True when the index has changed since its last successful save began. */
   private dirty = false;
@@ -139,6 +144,8 @@ export class IndexService {
   /** performance.now() at which the scheduled save runs. */
   private persistDueMs = 0;
   private persistedSeqValue = 0;
+  /** The database's instance id, recorded in saved indexes (see getInstanceId). */
+  private datasetId: string | undefined;
   private readonly persistFailures: FailureLog;
 
   constructor(options: IndexServiceOptions) {
@@ -182,6 +189,7 @@ export class IndexService {
   private async startOnce(): Promise<void> {
     const startedMs = performance.now();
     const snapshot = await readFeedSnapshot(this.db);
+    this.datasetId = await getInstanceId(this.db);
     this.recordModelCounts(snapshot.facesByModel);
 
     const loaded = await this.loadSaved(snapshot);
@@ -239,13 +247,17 @@ export class IndexService {
     let unusableReason: string | undefined;
     let index: FaceIndex | null;
     try {
-      index = await FaceIndex.load(indexDir, this.model, {
-        ef: this.options.hnsw.ef,
-        exactSearchMaxFaces: this.options.hnsw.exactSearchMaxFaces,
-        onRebuildNeeded: (reason) => {
-          unusableReason = reason;
+      index = await FaceIndex.load(
+        indexDir,
+        { ...this.model, datasetId: this.datasetId },
+        {
+          ef: this.options.hnsw.ef,
+          exactSearchMaxFaces: this.options.hnsw.exactSearchMaxFaces,
+          onRebuildNeeded: (reason) => {
+            unusableReason = reason;
+          },
         },
-      });
+      );
     } catch (error) {
       if (isFaceGateError(error) && error.code === 'MODEL_MISMATCH') {
         const savedModel = error.details?.persistedModelId;
@@ -291,6 +303,7 @@ export class IndexService {
     const index = new FaceIndex({
       modelId: this.model.modelId,
       dim: this.model.dim,
+      datasetId: this.datasetId,
       ...this.options.hnsw,
     });
     for await (const batch of streamEmbeddings(this.db, this.modelId)) {
@@ -426,11 +439,25 @@ export class IndexService {
     );
   }
 
+  /**
+   * Starts a catch-up shortly after a notification, so that the faces of a busy moment
+   * (a batch stores about a hundred per second) are read in one query instead of one
+   * query and one heartbeat each. Read-your-writes waits do not pass through this delay.
+   */
+  private requestNotifiedCatchUp(): void {
+    if (this.notifyTimer !== null || this.stopRequested) return;
+    this.notifyTimer = setTimeout(() => {
+      this.notifyTimer = null;
+      this.requestCatchUp();
+    }, NOTIFIED_CATCH_UP_DELAY_MS);
+    this.notifyTimer.unref();
+  }
+
   private async followFeed(): Promise<void> {
     this.unlisten = await listenForChanges(
       this.db,
       (seq) => {
-        if (seq > this.lastSeq) this.requestCatchUp();
+        if (seq > this.lastSeq) this.requestNotifiedCatchUp();
       },
       // Notifications sent while the connection was down are lost, so read the feed after each (re)connect.
       { onListen: () => this.requestCatchUp() },
@@ -587,6 +614,8 @@ export class IndexService {
     await this.starting?.catch(() => undefined);
 
     if (this.pollTimer !== null) clearInterval(this.pollTimer);
+    if (this.notifyTimer !== null) clearTimeout(this.notifyTimer);
+    this.notifyTimer = null;
     if (this.persistTimer !== null) clearTimeout(this.persistTimer);
     this.pollTimer = null;
     this.persistTimer = null;

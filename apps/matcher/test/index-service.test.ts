@@ -256,10 +256,33 @@ test('saved index ahead of the database is rebuilt', async (t) => {
 
   const status = second.status();
   assert.equal(status.rebuild.path, 'rebuilt');
-  assert.match(status.rebuild.reason ?? '', /reset/);
+  // A reset database gets a new instance id, so the saved index no longer belongs to it.
+  assert.match(status.rebuild.reason ?? '', /another database or schema/);
   assert.equal(status.index?.size, 1);
   assert.equal(status.index?.lastSeq, 1);
   assert.equal(topFace(second, survivor.faces[0]!.vector), survivor.faces[0]!.faceId);
+});
+
+test('index saved from another schema is not served', async (t) => {
+  const { db, createService } = await setUp(t);
+  const random = createRandom(12);
+  await enrolVisitor(db, random, 'Other deployment', 1);
+  const first = createService();
+  await first.start();
+  await first.stop();
+  // Same feed position and face count as the saved index: only the instance id differs.
+  const otherDb = await openTestDatabase();
+  t.after(() => dropTestDatabase(otherDb));
+  const own = await enrolVisitor(otherDb, random, 'Own visitor', 1);
+
+  const second = createService({ db: otherDb });
+  await second.start();
+
+  const status = second.status();
+  assert.equal(status.rebuild.path, 'rebuilt');
+  assert.match(status.rebuild.reason ?? '', /another database or schema/);
+  assert.equal(status.index?.size, 1);
+  assert.equal(topFace(second, own.faces[0]!.vector), own.faces[0]!.faceId);
 });
 
 test('face count mismatch forces a rebuild', async (t) => {

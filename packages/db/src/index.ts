@@ -18,6 +18,7 @@ export { isDatabaseUnavailable, toDatabaseError, withDatabaseErrors } from './er
 
 export {
   MIGRATIONS,
+  getInstanceId,
   grantServiceAccess,
   migrate,
   openServiceDatabase,

@@ -279,11 +279,27 @@ $function$;
 `,
 };
 
+const createInstanceId: Migration = {
+  version: 4,
+  name: 'create the instance id that saved indexes are tied to',
+  sql: (schema) => `
+-- One random id per schema. A matcher records it in its saved index and rebuilds when
+-- it differs, so an index folder shared by mistake between two databases or schemas
+-- never serves one deployment's faces in another.
+create table ${schema}.instance (
+  id uuid primary key default gen_random_uuid(),
+  created_at timestamptz not null default now()
+);
+insert into ${schema}.instance default values;
+`,
+};
+
 /** Every migration, in order. Append new ones; never edit one that has been released. */
 export const MIGRATIONS: readonly Migration[] = [
   createTables,
   createBatchTables,
   createAccessTables,
+  createInstanceId,
 ];
 
 export interface MigrationResult {
@@ -351,6 +367,22 @@ export async function migrate(
   });
 }
 
+/** Returns the random id of this schema's data, created by the migrations. */
+export async function getInstanceId(db: Database): Promise<string> {
+  const rows = await withDatabaseErrors(
+    db,
+    () => db.sql<{ id: string }[]>`
+      select id from ${db.sql(db.schema)}.instance order by created_at limit 1`,
+  );
+  if (!rows[0]) {
+    throw new FaceGateError(
+      'INTERNAL',
+      `schema ${db.schema} has no instance id; run the migrations`,
+    );
+  }
+  return rows[0].id;
+}
+
 /** Returns the highest applied migration version, or 0 when the schema has none. */
 export async function schemaVersion(db: Database): Promise<number> {
   const rows = await withDatabaseErrors(
@@ -391,7 +423,7 @@ export async function grantServiceAccess(db: Database, role: string): Promise<vo
         to ${grantee}`;
       await tx`grant select, insert on ${schema}.face_changes, ${schema}.audit_log to ${grantee}`;
       await tx`grant select, insert, update on ${schema}.api_keys to ${grantee}`;
-      await tx`grant select on ${schema}.schema_migrations to ${grantee}`;
+      await tx`grant select on ${schema}.schema_migrations, ${schema}.instance to ${grantee}`;
       await tx`grant usage, select on all sequences in schema ${schema} to ${grantee}`;
     }),
   );

@@ -50,6 +50,7 @@ test('migrate creates the tables in the schema', async () => {
       'batches',
       'face_changes',
       'faces',
+      'instance',
       'match_log',
       'schema_migrations',
       'visitors',

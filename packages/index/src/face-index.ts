@@ -43,6 +43,8 @@ export interface FaceIndexOptions {
   initialCapacity?: number;
   /** At or below this many live faces, search is exact brute force instead of HNSW. Default 20000. */
   exactSearchMaxFaces?: number;
+  /** Identity of the database the faces come from; save records it and load compares it. */
+  datasetId?: string;
 }
 
 export const DEFAULT_FACE_INDEX_OPTIONS = {
@@ -104,6 +106,8 @@ export interface FaceIndexStats {
 export interface LoadExpectation {
   modelId: string;
   dim: number;
+  /** When set, a saved index of another dataset (or of none) is not used. */
+  datasetId?: string;
 }
 
 /** Runtime options of a loaded index; M, efConstruction and dim come from the saved index. */
@@ -119,13 +123,14 @@ interface ScoredFace {
   similarity: number;
 }
 
-type Settings = Required<FaceIndexOptions>;
+type Settings = Required<Omit<FaceIndexOptions, 'datasetId'>>;
 
 /** Each search pass requests this many times the faces of the previous pass (the first pass: k times). */
 const OVERSAMPLE_FACTOR = 4;
 
 export class FaceIndex {
   private readonly settings: Settings;
+  private readonly datasetId: string | undefined;
   private readonly graph: HierarchicalNSW;
   private readonly vectors: LiveVectorStore;
   private readonly visitorByFace = new Map<number, string>();
@@ -143,6 +148,7 @@ export class FaceIndex {
   /** Creates an empty index. Throws FaceGateError CONFIG_INVALID on an invalid option. */
   constructor(options: FaceIndexOptions) {
     this.settings = resolveOptions(options);
+    this.datasetId = options.datasetId;
     this.graph = new hnswlib.HierarchicalNSW('ip', this.settings.dim);
     // allowReplaceDeleted lets new faces take over the slots of deleted ones, so churn
     // reuses memory, and a deleted node stays in the graph only until a new face replaces it.
@@ -202,6 +208,12 @@ export class FaceIndex {
       );
     }
 
+    if (expected.datasetId !== undefined && metadata.datasetId !== expected.datasetId) {
+      return rebuildNeeded(
+        `the index in ${dir} was saved from another database or schema (dataset ${metadata.datasetId ?? 'not recorded'}, expected ${expected.datasetId})`,
+      );
+    }
+
     const digestProblem = await verifyFileDigest(state.index.path, state.index);
     if (digestProblem) return rebuildNeeded(digestProblem);
 
@@ -214,6 +226,7 @@ export class FaceIndex {
       exactSearchMaxFaces:
         options.exactSearchMaxFaces ?? DEFAULT_FACE_INDEX_OPTIONS.exactSearchMaxFaces,
       initialCapacity: 1,
+      ...(metadata.datasetId !== undefined && { datasetId: metadata.datasetId }),
     });
     try {
       // readIndex replaces the empty graph; allowReplaceDeleted must be passed again
@@ -402,6 +415,7 @@ export class FaceIndex {
       generation,
       savedAt,
       modelId: this.settings.modelId,
+      ...(this.datasetId !== undefined && { datasetId: this.datasetId }),
       dim: this.settings.dim,
       M: this.settings.M,
       efConstruction: this.settings.efConstruction,

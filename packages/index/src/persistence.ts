@@ -23,6 +23,8 @@ export interface PersistedMetadata {
   /** ISO 8601 time at which the saved state was captured. */
   savedAt: string;
   modelId: string;
+  /** Identity of the database the faces came from; absent in files of older versions. */
+  datasetId?: string;
   dim: number;
   M: number;
   efConstruction: number;
@@ -263,6 +265,8 @@ function describeMetadataProblem(value: unknown, generation: number): string | n
   if (typeof value.savedAt !== 'string' || Number.isNaN(Date.parse(value.savedAt)))
     return 'savedAt is not a date';
   if (typeof value.modelId !== 'string' || value.modelId.length === 0) return 'modelId is missing';
+  if (value.datasetId !== undefined && typeof value.datasetId !== 'string')
+    return 'datasetId is not a string';
   for (const key of ['dim', 'M', 'efConstruction'] as const) {
     if (!isNonNegativeInteger(value[key]) || value[key] < 1)
       return `${key} is not a positive integer`;

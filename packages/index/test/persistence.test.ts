@@ -265,3 +265,26 @@ test('save of empty index loads empty', async () => {
     assert.equal(loaded.stats().size, 1);
   });
 });
+
+test('an index of another dataset is not loaded', async () => {
+  await withTemporaryDirectory(async (dir) => {
+    const index = new FaceIndex({ modelId: MODEL_ID, dim: DIM, datasetId: 'dataset-a' });
+    index.add(1, visitorUuid(1), randomUnitVector(createRandom(5)));
+    await index.save(dir);
+    const reasons: string[] = [];
+
+    const same = await FaceIndex.load(dir, { ...EXPECTED, datasetId: 'dataset-a' });
+    const other = await FaceIndex.load(
+      dir,
+      { ...EXPECTED, datasetId: 'dataset-b' },
+      { onRebuildNeeded: (reason) => reasons.push(reason) },
+    );
+
+    assert.equal(same?.stats().size, 1);
+    assert.equal(other, null);
+    assert.match(
+      reasons[0] ?? '',
+      /another database or schema \(dataset dataset-a, expected dataset-b\)/,
+    );
+  });
+});
