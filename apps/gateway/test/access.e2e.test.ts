@@ -353,7 +353,8 @@ describe(
 
     test('the rate limit holds across two gateways', async (t) => {
       const { key } = await createKey(['enrol']);
-      // The other gateway learns of the new key from a notification, a few ms later.
+      // The other gateway learns of the new key from a notification, a few ms later. The
+      // request that shows it (403: the key is known but lacks admin) spends one token.
       await waitFor(
         async () => {
           const response = await fetch(`${secondGateway}/api/v1/audit?limit=1`, {
@@ -380,9 +381,9 @@ describe(
 
       t.diagnostic(`${allowed} of ${responses.length} allowed in ${elapsedSeconds} s`);
       // Each gateway counting alone would have let all 60 through.
-      assert.ok(allowed >= BURST, `${allowed} allowed`);
+      assert.ok(allowed >= BURST - 1, `${allowed} allowed`);
       assert.ok(
-        allowed <= BURST + Math.ceil(RATE_PER_SECOND * elapsedSeconds) + 1,
+        allowed <= BURST - 1 + Math.ceil(RATE_PER_SECOND * elapsedSeconds) + 1,
         `${allowed} allowed in ${elapsedSeconds} s`,
       );
       assert.deepEqual(

@@ -238,7 +238,7 @@ export const variables = {
   ),
   indexDir: variable(
     'INDEX_DIR',
-    'Folder where the matcher persists its HNSW index.',
+    'Folder where the matcher persists its HNSW index; one per matcher and schema (an index saved from another schema is rebuilt, not used).',
     join(repoRoot, 'var', 'index'),
     path(),
     '<repo>/var/index',
