@@ -10,7 +10,14 @@ import { promisify } from 'node:util';
 
 import { FACES_MISSING, facesDir, findRepoRoot } from '@facegate/config';
 import { type Database, createDatabase, decodeEmbedding } from '@facegate/db';
-import { Stack, TEST_DATABASE_URL, call, findVector, freePort } from '@facegate/testing';
+import {
+  Stack,
+  TEST_DATABASE_URL,
+  call,
+  dumpSchema,
+  findVector,
+  freePort,
+} from '@facegate/testing';
 
 import { ROUTES } from '../src/openapi.js';
 import { TestStreamClient } from './stream-client.js';
@@ -65,19 +72,6 @@ async function createKey(scopes: string[]): Promise<{ id: string; key: string }>
   assert.equal(created.status, 201, JSON.stringify(created.json));
   createdKeys.push(created.json.key);
   return { id: created.json.id, key: created.json.key };
-}
-
-/** Reads every row of every table of the stack's schema as JSON text. */
-async function dumpSchema(): Promise<Map<string, string>> {
-  const tables = await owner.sql<{ table_name: string }[]>`
-    select table_name from information_schema.tables where table_schema = ${owner.schema}`;
-  const dump = new Map<string, string>();
-  for (const { table_name: table } of tables) {
-    const rows = await owner.sql`
-      select row_to_json(t)::text as row from ${owner.sql(owner.schema)}.${owner.sql(table)} t`;
-    dump.set(table, rows.map((row) => row.row as string).join('\n'));
-  }
-  return dump;
 }
 
 /** Reads every file of a matcher's index folder; a temporary file renamed meanwhile is skipped. */
@@ -456,7 +450,7 @@ describe(
         ...stored.map((row) => row.image_sha256.toString('hex')),
         ...stored.map((row) => row.embedding.toString('hex')),
       ];
-      const beforeText = [...(await dumpSchema()).values()].join('\n');
+      const beforeText = [...(await dumpSchema(owner)).values()].join('\n');
       for (const trace of traces) assert.ok(beforeText.includes(trace), `${trace} missing before`);
 
       const erased = await call(stack, 'DELETE', `/api/v1/visitors/${visitor.id}`, {
@@ -464,7 +458,7 @@ describe(
       });
 
       assert.equal(erased.status, 204, JSON.stringify(erased.json));
-      for (const [table, text] of await dumpSchema()) {
+      for (const [table, text] of await dumpSchema(owner)) {
         for (const trace of traces)
           assert.ok(!text.includes(trace), `${table} still holds ${trace}`);
         if (table !== 'audit_log')

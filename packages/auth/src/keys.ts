@@ -11,9 +11,9 @@ import { FaceGateError } from '@facegate/errors';
 export type Scope = ApiKeyScope;
 
 /**
- * The scopes, each allowing one route family: `recognize` detect, recognize, verify and streams; `enrol`
- * visitors, faces and batches; `admin` the index status, keys and the audit log. No
- * scope implies another, so an admin key that also enrols lists both.
+ * The scopes, each allowing one route family. `recognize` allows detect, recognize, verify
+ * and streams, `enrol` visitors, faces and batches, and `admin` the index status, keys
+ * and the audit log. No scope implies another, so an admin key that also enrols lists both.
  */
 export const SCOPES: readonly Scope[] = ['recognize', 'enrol', 'admin'];
 
