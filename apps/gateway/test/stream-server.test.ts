@@ -178,6 +178,17 @@ describe('stream endpoint with a fake dispatcher', () => {
     assert.ok(client.open);
   });
 
+  test('auth message without keys is acknowledged', async () => {
+    const { url } = await startHarness();
+    const client = await TestStreamClient.open(url);
+
+    client.send({ type: 'auth', api_key: 'any-key-at-all-000000' });
+    const reply = await client.waitFor((message) => message.type === 'authenticated');
+
+    assert.equal(reply.key_id, null);
+    assert.ok(client.open);
+  });
+
   test('top_k above MAX_CANDIDATES is rejected', async () => {
     const { url } = await startHarness();
     const client = await TestStreamClient.open(url);

@@ -142,4 +142,10 @@ export interface ErrorMessage {
   error: Omit<SerializedError, 'status'>;
 }
 
-export type ServerMessage = ResultMessage | ErrorMessage;
+/** Sent once a stream's key is accepted (key_id null while the gateway runs without keys). */
+export interface AuthenticatedMessage {
+  type: 'authenticated';
+  key_id: string | null;
+}
+
+export type ServerMessage = ResultMessage | ErrorMessage | AuthenticatedMessage;
