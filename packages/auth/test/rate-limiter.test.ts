@@ -66,3 +66,27 @@ test('keys are counted separately', async () => {
   assert.equal(a.allowed, true);
   assert.equal(b.allowed, true);
 });
+
+test('works again after Redis lost its scripts', async () => {
+  const limiter = new RateLimiter(first, { ratePerSecond: 100, burst: 10, prefix });
+  await limiter.consume('key-flush');
+
+  // A Redis restart empties the script cache; the next call must load the script again.
+  await first.script('FLUSH');
+  const decision = await limiter.consume('key-flush');
+
+  assert.equal(decision.allowed, true);
+});
+
+test('rejects, not hangs, while Redis is unreachable', async () => {
+  const unreachable = new Redis('redis://127.0.0.1:1', {
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+    lazyConnect: true,
+  });
+  const limiter = new RateLimiter(unreachable, { ratePerSecond: 1, burst: 1, prefix });
+
+  await assert.rejects(limiter.consume('key-down'));
+  unreachable.disconnect();
+});
