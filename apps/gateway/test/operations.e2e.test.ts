@@ -227,14 +227,20 @@ test(
       );
       if (!ready) await new Promise((resolve) => setTimeout(resolve, 500));
     }
-    const scrapes = await Promise.all(
-      [0, 1, 2].map((offset) =>
-        fetch(`http://127.0.0.1:${metricsPort + offset}/metrics`).then(
-          (r) => r.status,
-          () => 0,
+    // /ready needs one ready worker; the other may still be starting its metrics server.
+    let scrapes: number[] = [];
+    for (let i = 0; i < 60; i += 1) {
+      scrapes = await Promise.all(
+        [0, 1, 2].map((offset) =>
+          fetch(`http://127.0.0.1:${metricsPort + offset}/metrics`).then(
+            (r) => r.status,
+            () => 0,
+          ),
         ),
-      ),
-    );
+      );
+      if (scrapes.every((status) => status === 200)) break;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
     child.kill('SIGTERM');
     const code = await exited;
 
