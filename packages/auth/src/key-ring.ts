@@ -10,7 +10,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { type Database, type Unlisten, listenForKeyChanges, loadActiveApiKeys } from '@facegate/db';
 import type { Logger } from '@facegate/logger';
 
-import { type EnvApiKey, type Scope, hashApiKey } from './keys.js';
+import { type EnvApiKey, SCOPES, type Scope, hashApiKey } from './keys.js';
 
 /** The caller a request was authenticated as. */
 export interface Principal {
@@ -42,7 +42,7 @@ interface KnownKey {
   scopes: ReadonlySet<Scope>;
 }
 
-const ALL_SCOPES: ReadonlySet<Scope> = new Set<Scope>(['recognize', 'enrol', 'admin']);
+const ALL_SCOPES: ReadonlySet<Scope> = new Set(SCOPES);
 const OPEN_PRINCIPAL: Principal = { keyId: null, scopes: ALL_SCOPES };
 
 /** Emits 'revoked' with the ids of keys that stopped being accepted since the last reload. */

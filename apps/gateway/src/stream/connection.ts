@@ -26,6 +26,7 @@ import {
   type ServerMessage,
   type StreamSettings,
   parseClientMessage,
+  readAuthMessage,
 } from './protocol.js';
 import type { FrameScheduler, Lane } from './scheduler.js';
 import type { StreamStats } from './stats.js';
@@ -59,16 +60,6 @@ export interface ConnectionContext {
 }
 
 const roundMs = (value: number): number => Math.round(value * 1000) / 1000;
-
-/** Whether a text message is an auth message; its key is never parsed further or logged. */
-function isAuthMessage(text: string): boolean {
-  if (text.length > 4096 || !text.includes('"auth"')) return false;
-  try {
-    return (JSON.parse(text) as { type?: unknown }).type === 'auth';
-  } catch {
-    return false;
-  }
-}
 
 function toBuffer(data: RawData): Buffer {
   if (Buffer.isBuffer(data)) return data;
@@ -230,7 +221,7 @@ export class StreamConnection {
   }
 
   #onControl(text: string): void {
-    if (isAuthMessage(text)) {
+    if (readAuthMessage(text) !== null) {
       // A client that always authenticates by message also works with a gateway that
       // runs without keys; after authentication a second auth message changes nothing.
       if (this.keyId === null) this.#send({ type: 'authenticated', key_id: null });

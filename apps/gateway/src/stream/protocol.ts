@@ -82,6 +82,23 @@ function toSettings(message: z.output<typeof configMessage>): StreamSettings {
 }
 
 /**
+ * Reads an auth message (`{"type": "auth", "api_key": "..."}`) and returns its key, ''
+ * when the key is missing or not a string, or null for any other message. The key is
+ * never parsed further or logged.
+ */
+export function readAuthMessage(text: string): string | null {
+  if (Buffer.byteLength(text) > MAX_CONTROL_MESSAGE_BYTES || !text.includes('"auth"')) return null;
+  let message: { type?: unknown; api_key?: unknown };
+  try {
+    message = JSON.parse(text) as { type?: unknown; api_key?: unknown };
+  } catch {
+    return null;
+  }
+  if (message?.type !== 'auth') return null;
+  return typeof message.api_key === 'string' ? message.api_key : '';
+}
+
+/**
  * Parses one text message from the client. Throws INVALID_REQUEST naming every
  * problem: malformed JSON, an unknown type, an unknown key or a value out of range.
  */

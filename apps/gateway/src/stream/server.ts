@@ -23,6 +23,7 @@ import type { MatchLogger } from '../match-log.js';
 
 import { type Frame, type FrameDispatcher, StreamConnection } from './connection.js';
 import { type StreamOptions, readStreamOptions } from './options.js';
+import { readAuthMessage } from './protocol.js';
 import { FrameScheduler } from './scheduler.js';
 import { StreamStats } from './stats.js';
 
@@ -296,8 +297,8 @@ export class StreamServer {
     });
     ws.once('message', (data: RawData, isBinary: boolean) => {
       clearTimeout(timer);
-      const presented = isBinary ? undefined : readAuthMessage(data);
-      if (presented === undefined) {
+      const presented = isBinary ? null : readAuthMessage(toText(data));
+      if (!presented) {
         reject(
           CLOSE_UNAUTHENTICATED,
           unauthenticatedStream(
@@ -418,28 +419,18 @@ export class StreamServer {
   }
 }
 
+function toText(data: RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data).toString('utf8');
+}
+
 function tooMany(message: string): FaceGateError {
   return new FaceGateError('RATE_LIMITED', message);
 }
 
 function unauthenticatedStream(message: string): FaceGateError {
   return new FaceGateError('UNAUTHENTICATED', message);
-}
-
-/** Returns the key of an auth message, or undefined for any other message. */
-function readAuthMessage(data: RawData): string | undefined {
-  try {
-    const text = Buffer.isBuffer(data)
-      ? data.toString('utf8')
-      : Buffer.from(data as ArrayBuffer).toString('utf8');
-    if (text.length > 4096) return undefined;
-    const message = JSON.parse(text) as { type?: unknown; api_key?: unknown };
-    return message.type === 'auth' && typeof message.api_key === 'string' && message.api_key !== ''
-      ? message.api_key
-      : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** Serves WebSocket streams on `server` at STREAM_PATH. Throws ConfigError for invalid STREAM_* variables. */
