@@ -1,8 +1,9 @@
 // Per-stage speed of the in-process pipeline (`npm run bench:vision`): decode,
 // detect, align and embed for a 640x480 and a 1920x1080 one-face JPEG, p50 and
 // p99 over --iterations runs (default 300), next to the bare model inference
-// measured in the same run. ONNX sessions use ONNX_THREADS (default 1), as a
-// service worker does.
+// measured in the same run. The stages take turns within each iteration, so a
+// change in the machine's speed during the run affects every figure alike. ONNX
+// sessions use ONNX_THREADS (default 1), as a service worker does.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -16,13 +17,19 @@ function percentile(samples: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
-async function time(iterations: number, run: () => unknown): Promise<number[]> {
-  for (let i = 0; i < Math.min(20, iterations); i += 1) await run();
-  const samples: number[] = [];
-  for (let i = 0; i < iterations; i += 1) {
-    const start = performance.now();
-    await run();
-    samples.push(performance.now() - start);
+/** Runs every stage once per iteration, in turn, after a warm-up, and returns the samples per stage. */
+async function timeInTurns(
+  iterations: number,
+  stages: readonly (readonly [string, () => unknown])[],
+): Promise<number[][]> {
+  const samples = stages.map((): number[] => []);
+  const warmUp = Math.min(20, iterations);
+  for (let i = 0; i < warmUp + iterations; i += 1) {
+    for (const [index, [, run]] of stages.entries()) {
+      const start = performance.now();
+      await run();
+      if (i >= warmUp) samples[index]!.push(performance.now() - start);
+    }
   }
   return samples;
 }
@@ -68,7 +75,7 @@ async function main(): Promise<void> {
     const input = await prepareDetectorInput(image, config.detectorInputSize);
     const embedderInput = pipeline.embedder.preprocess(crop);
 
-    const stages: [string, () => unknown][] = [
+    const stages: (readonly [string, () => unknown])[] = [
       ['decode', () => pipeline.decode(bytes)],
       [
         'detect (resize, tensor, YuNet, decode, NMS)',
@@ -84,8 +91,9 @@ async function main(): Promise<void> {
       ['bare embedder run', () => pipeline.embedder.runBatch([embedderInput])],
     ];
     const p50s = new Map<string, number>();
-    for (const [name, run] of stages) {
-      const samples = await time(iterations, run);
+    const samplesByStage = await timeInTurns(iterations, stages);
+    for (const [index, [name]] of stages.entries()) {
+      const samples = samplesByStage[index]!;
       p50s.set(name, percentile(samples, 50));
       console.log(
         `| ${label} | ${name} | ${percentile(samples, 50).toFixed(2)} | ${percentile(samples, 99).toFixed(2)} |`,

@@ -79,48 +79,83 @@ export function warpSimilarity(
   const ia = a / det;
   const ib = b / det;
   const { width, height, data } = image;
+  const rowBytes = width * 3;
   const out = new Uint8Array(size * size * 3);
 
   for (let v = 0; v < size; v += 1) {
+    const dv = v - ty;
     for (let u = 0; u < size; u += 1) {
       const du = u - tx;
-      const dv = v - ty;
       const x = ia * du + ib * dv;
       const y = -ib * du + ia * dv;
       const x0 = Math.floor(x);
       const y0 = Math.floor(y);
       const fx = x - x0;
       const fy = y - y0;
-
-      // Weights of the four neighbours; a neighbour outside the image weighs 0 (black border).
-      const inX0 = x0 >= 0 && x0 < width;
-      const inX1 = x0 + 1 >= 0 && x0 + 1 < width;
-      const inY0 = y0 >= 0 && y0 < height;
-      const inY1 = y0 + 1 >= 0 && y0 + 1 < height;
-      const w00 = inX0 && inY0 ? (1 - fx) * (1 - fy) : 0;
-      const w10 = inX1 && inY0 ? fx * (1 - fy) : 0;
-      const w01 = inX0 && inY1 ? (1 - fx) * fy : 0;
-      const w11 = inX1 && inY1 ? fx * fy : 0;
       const target = (v * size + u) * 3;
-      if (w00 + w10 + w01 + w11 === 0) continue;
 
-      // Indices are clamped so that zero-weight neighbours still read inside the buffer.
-      const cx0 = Math.min(Math.max(x0, 0), width - 1);
-      const cx1 = Math.min(Math.max(x0 + 1, 0), width - 1);
-      const cy0 = Math.min(Math.max(y0, 0), height - 1);
-      const cy1 = Math.min(Math.max(y0 + 1, 0), height - 1);
-      const i00 = (cy0 * width + cx0) * 3;
-      const i10 = (cy0 * width + cx1) * 3;
-      const i01 = (cy1 * width + cx0) * 3;
-      const i11 = (cy1 * width + cx1) * 3;
-      for (let c = 0; c < 3; c += 1) {
-        out[target + c] = Math.round(
-          w00 * data[i00 + c]! + w10 * data[i10 + c]! + w01 * data[i01 + c]! + w11 * data[i11 + c]!,
-        );
+      if (x0 >= 0 && y0 >= 0 && x0 < width - 1 && y0 < height - 1) {
+        // All four neighbours inside the image: the case for nearly every pixel.
+        const w00 = (1 - fx) * (1 - fy);
+        const w10 = fx * (1 - fy);
+        const w01 = (1 - fx) * fy;
+        const w11 = fx * fy;
+        const i00 = y0 * rowBytes + x0 * 3;
+        const i01 = i00 + rowBytes;
+        for (let c = 0; c < 3; c += 1) {
+          out[target + c] = Math.round(
+            w00 * data[i00 + c]! +
+              w10 * data[i00 + 3 + c]! +
+              w01 * data[i01 + c]! +
+              w11 * data[i01 + 3 + c]!,
+          );
+        }
+      } else {
+        sampleAtBorder(image, x0, y0, fx, fy, out, target);
       }
     }
   }
   return out;
+}
+
+/**
+ * Bilinear sample where some of the four neighbours fall outside the image: those
+ * weigh 0, so the crop fades to black beyond the frame.
+ */
+function sampleAtBorder(
+  image: RgbImage,
+  x0: number,
+  y0: number,
+  fx: number,
+  fy: number,
+  out: Uint8Array,
+  target: number,
+): void {
+  const { width, height, data } = image;
+  const inX0 = x0 >= 0 && x0 < width;
+  const inX1 = x0 + 1 >= 0 && x0 + 1 < width;
+  const inY0 = y0 >= 0 && y0 < height;
+  const inY1 = y0 + 1 >= 0 && y0 + 1 < height;
+  const w00 = inX0 && inY0 ? (1 - fx) * (1 - fy) : 0;
+  const w10 = inX1 && inY0 ? fx * (1 - fy) : 0;
+  const w01 = inX0 && inY1 ? (1 - fx) * fy : 0;
+  const w11 = inX1 && inY1 ? fx * fy : 0;
+  if (w00 + w10 + w01 + w11 === 0) return;
+
+  // Indices are clamped so that zero-weight neighbours still read inside the buffer.
+  const cx0 = Math.min(Math.max(x0, 0), width - 1);
+  const cx1 = Math.min(Math.max(x0 + 1, 0), width - 1);
+  const cy0 = Math.min(Math.max(y0, 0), height - 1);
+  const cy1 = Math.min(Math.max(y0 + 1, 0), height - 1);
+  const i00 = (cy0 * width + cx0) * 3;
+  const i10 = (cy0 * width + cx1) * 3;
+  const i01 = (cy1 * width + cx0) * 3;
+  const i11 = (cy1 * width + cx1) * 3;
+  for (let c = 0; c < 3; c += 1) {
+    out[target + c] = Math.round(
+      w00 * data[i00 + c]! + w10 * data[i10 + c]! + w01 * data[i01 + c]! + w11 * data[i11 + c]!,
+    );
+  }
 }
 
 /** Aligns one face to the standard 112x112 crop from its five landmarks. */

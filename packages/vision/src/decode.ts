@@ -16,8 +16,6 @@ export interface DecodeLimits {
 export interface DecodedImage extends RgbImage {
   /** Container format as detected from the leading bytes, e.g. 'jpeg'. */
   format: ImageFormat;
-  /** EXIF orientation (1-8) that was applied, or 1 when there was none. */
-  orientation: number;
 }
 
 /** Transparent pixels are composited onto white before detection. */
@@ -26,6 +24,9 @@ const FLATTEN_BACKGROUND = { r: 255, g: 255, b: 255 };
 function describeMegapixels(pixels: number): string {
   return `${(pixels / 1e6).toFixed(pixels >= 1e7 ? 0 : 1)} Mpx`;
 }
+
+/** libvips's message when the header's width * height exceeds `limitInputPixels`. */
+const PIXEL_LIMIT_MESSAGE = /exceeds pixel limit/i;
 
 /**
  * Checks the input cheaply (size, magic bytes, header dimensions), then decodes it
@@ -53,23 +54,6 @@ export async function decodeImage(input: Uint8Array, limits: DecodeLimits): Prom
     );
   }
 
-  const header = await readHeader(input, format);
-  const pixels = header.width * header.height;
-  if (pixels > limits.maxImagePixels) {
-    throw new FaceGateError(
-      'IMAGE_TOO_LARGE',
-      `the image is ${header.width}x${header.height} (${describeMegapixels(pixels)}); ` +
-        `the limit is ${describeMegapixels(limits.maxImagePixels)}`,
-      {
-        details: {
-          width: header.width,
-          height: header.height,
-          maxImagePixels: limits.maxImagePixels,
-        },
-      },
-    );
-  }
-
   try {
     const { data, info } = await sharp(input, {
       failOn: 'truncated',
@@ -90,9 +74,13 @@ export async function decodeImage(input: Uint8Array, limits: DecodeLimits): Prom
       height: info.height,
       data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
       format,
-      orientation: header.orientation,
     };
   } catch (error) {
+    // sharp checks the header's dimensions against the limit before decoding any pixel.
+    // The header is read a second time only here, to name the size in the message.
+    if (error instanceof Error && PIXEL_LIMIT_MESSAGE.test(error.message)) {
+      throw await tooManyPixels(input, format, limits.maxImagePixels);
+    }
     throw new FaceGateError(
       'IMAGE_CORRUPT',
       `the ${formatName(format)} data is corrupt or truncated: ${reason(error)}`,
@@ -101,10 +89,25 @@ export async function decodeImage(input: Uint8Array, limits: DecodeLimits): Prom
   }
 }
 
+async function tooManyPixels(
+  input: Uint8Array,
+  format: ImageFormat,
+  maxImagePixels: number,
+): Promise<FaceGateError> {
+  const header = await readHeader(input, format);
+  const pixels = header.width * header.height;
+  return new FaceGateError(
+    'IMAGE_TOO_LARGE',
+    `the image is ${header.width}x${header.height} (${describeMegapixels(pixels)}); ` +
+      `the limit is ${describeMegapixels(maxImagePixels)}`,
+    { details: { width: header.width, height: header.height, maxImagePixels } },
+  );
+}
+
 async function readHeader(
   input: Uint8Array,
   format: ImageFormat,
-): Promise<{ width: number; height: number; orientation: number }> {
+): Promise<{ width: number; height: number }> {
   let metadata: sharp.Metadata;
   try {
     metadata = await sharp(input, { limitInputPixels: false }).metadata();
@@ -120,7 +123,7 @@ async function readHeader(
   }
   // GIF and multi-page TIFF report the height of all pages stacked; only the first is decoded.
   const height = metadata.pageHeight ?? metadata.height;
-  return { width: metadata.width, height, orientation: metadata.orientation ?? 1 };
+  return { width: metadata.width, height };
 }
 
 function reason(error: unknown): string {

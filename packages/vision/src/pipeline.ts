@@ -95,7 +95,9 @@ export class FacePipeline {
   static async create(config: VisionConfig): Promise<FacePipeline> {
     // One libvips thread per decode: each image is small, and the service gets
     // its parallelism from several workers rather than from threads per image.
+    // No image is decoded twice, so libvips's operation cache only costs time and memory.
     sharp.concurrency(1);
+    sharp.cache(false);
     const detectorEntry = manifestEntry(DETECTOR_MODELS[config.faceDetector]);
     const detectorModel = await loadModel(detectorEntry, {
       modelsDir: config.modelsDir,
