@@ -17,6 +17,7 @@ import { Stack, call } from '@facegate/testing';
 import { FacePipeline } from '@facegate/vision';
 
 import { FACES_MISSING, facesDir } from './faces-dir.js';
+import { cpuMsPerUnit, cpuSnapshot } from './process-cpu.js';
 
 function option(name: string, fallback: number): number {
   const index = process.argv.indexOf(`--${name}`);
@@ -80,53 +81,6 @@ async function rssKiB(pid: number): Promise<number | undefined> {
   } catch {
     return undefined; // the process has exited
   }
-}
-
-/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ, 100 on Linux x86-64). */
-const CLOCK_TICKS_PER_SECOND = 100;
-
-/** CPU seconds (user + system) a process has used, or undefined once it has exited. */
-async function cpuSecondsOf(pid: number): Promise<number | undefined> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Pids of every process whose command name is `command` (PostgreSQL backends, Redis). */
-async function pidsOf(command: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const comm = await readFile(`/proc/${entry}/comm`, 'utf8').catch(() => '');
-    if (comm.trim() === command) pids.push(Number(entry));
-  }
-  return pids;
-}
-
-/**
- * CPU seconds used so far by each stack process and, summed, by every PostgreSQL and
- * Redis server process of the machine (other clients of those servers count too).
- */
-async function cpuSnapshot(stack: Stack): Promise<Map<string, number>> {
-  const snapshot = new Map<string, number>();
-  for (const [name, child] of stack.processes) {
-    const seconds = child.pid === undefined ? undefined : await cpuSecondsOf(child.pid);
-    if (seconds !== undefined) snapshot.set(name, seconds);
-  }
-  for (const [label, command] of [
-    ['postgresql', 'postgres'],
-    ['redis', 'redis-server'],
-  ] as const) {
-    let total = 0;
-    for (const pid of await pidsOf(command)) total += (await cpuSecondsOf(pid)) ?? 0;
-    snapshot.set(label, total);
-  }
-  return snapshot;
 }
 
 interface RssSeries {
@@ -252,8 +206,7 @@ async function main(): Promise<void> {
     }
     lines.push('CPU per image (ms, user + system, during the batch):');
     let totalMs = 0;
-    for (const [name, after] of cpuAfter) {
-      const perImageMs = ((after - (cpuBefore.get(name) ?? after)) * 1000) / total;
+    for (const [name, perImageMs] of cpuMsPerUnit(cpuBefore, cpuAfter, total)) {
       totalMs += perImageMs;
       lines.push(`  ${name}: ${perImageMs.toFixed(2)}`);
     }

@@ -3,8 +3,10 @@
 // random unit vectors, as the peer loads), at concurrency 1 and 16, through
 // the whole stack (gateway, 2 inference workers, matcher) started here, then
 // the Python peer in ../shared/peers through its own bench.sh, one after the
-// other on the same machine. Prints loadgen's figures, server CPU per request,
-// and the CPU limit (cores / in-process per-image cost) measured in this run.
+// other on the same machine. Prints loadgen's figures, server CPU per request
+// (the stack's processes; then per process, with PostgreSQL, Redis and the load
+// generator itself), and the CPU limit (cores / in-process per-image cost)
+// measured in this run.
 // Options: --gallery N, --requests1 N, --requests16 N, --workers N (inference
 // worker processes, default 2), --skip-peer. INFERENCE_THREADS and
 // INFERENCE_CONCURRENCY from the environment reach the workers.
@@ -18,6 +20,8 @@ import { findRepoRoot, loadConfig } from '@facegate/config';
 import { createDatabase, encodeEmbedding, migrate } from '@facegate/db';
 import { Stack } from '@facegate/testing';
 import { FacePipeline } from '@facegate/vision';
+
+import { cpuMsPerUnit, cpuSnapshot, exitedChildrenCpuSeconds } from './process-cpu.js';
 
 const root = findRepoRoot();
 const peers = join(root, '..', 'shared', 'peers');
@@ -123,21 +127,6 @@ function loadgen(url: string, concurrency: number, requests: number, warmup: num
   return JSON.parse(result.stdout.trim().split('\n').pop()!) as LoadResult;
 }
 
-function cpuSecondsOf(pids: number[]): number {
-  const ticks =
-    Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
-  let total = 0;
-  for (const pid of pids) {
-    try {
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      total += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      // The process is gone; its time is lost from the sum.
-    }
-  }
-  return total / ticks;
-}
-
 async function inProcessCostMs(): Promise<number> {
   const pipeline = await FacePipeline.create(loadConfig({}));
   const bytes = readFileSync(image);
@@ -167,6 +156,7 @@ async function main(): Promise<void> {
   const warmup = 50;
   const cores = cpus().length;
   const rows: string[] = [];
+  const breakdowns: string[] = [];
 
   const costMs = await inProcessCostMs();
   console.log(
@@ -189,17 +179,27 @@ async function main(): Promise<void> {
     console.log(
       `stack ready (index built from PostgreSQL) in ${((performance.now() - started) / 1000).toFixed(1)} s`,
     );
-    const pids = [...stack.processes.values()].map((child) => child.pid!).filter(Boolean);
     const url = `${stack.url}/api/v1/recognize`;
     for (const [concurrency, requests] of [
       [1, requests1],
       [16, requests16],
     ] as const) {
       loadgen(url, concurrency, warmup, 0);
-      const before = cpuSecondsOf(pids);
+      const before = await cpuSnapshot(stack);
+      const loadgenBefore = await exitedChildrenCpuSeconds();
       const result = loadgen(url, concurrency, requests, 0);
-      const cpuMs = ((cpuSecondsOf(pids) - before) * 1000) / Math.max(1, result.count);
-      rows.push(row('facegate', concurrency, result, cpuMs));
+      const perRequest = cpuMsPerUnit(before, await cpuSnapshot(stack), result.count);
+      perRequest.set(
+        'load generator',
+        (((await exitedChildrenCpuSeconds()) - loadgenBefore) * 1000) / Math.max(1, result.count),
+      );
+      let stackMs = 0;
+      for (const name of stack.processes.keys()) stackMs += perRequest.get(name) ?? 0;
+      rows.push(row('facegate', concurrency, result, stackMs));
+      breakdowns.push(
+        `concurrency ${concurrency}: ` +
+          [...perRequest].map(([name, ms]) => `${name} ${ms.toFixed(2)}`).join(', '),
+      );
     }
   } finally {
     await stack.stopAll();
@@ -251,6 +251,8 @@ async function main(): Promise<void> {
   console.log(
     `CPU limit: ${((cores * 1000) / costMs).toFixed(1)} requests/s (${cores} cores / ${costMs.toFixed(2)} ms in-process per image)`,
   );
+  console.log('facegate CPU ms per request by process (user + system):');
+  for (const line of breakdowns) console.log(`  ${line}`);
 }
 
 await main();
