@@ -75,4 +75,9 @@ const upToDate =
   ifNeeded && existsSync(stampPath) && readFileSync(stampPath, 'utf8') === manifestFingerprint();
 if (!upToDate) installDependencies();
 
+run(process.execPath, [
+  join(root, 'scripts', 'build-native.mjs'),
+  ...(ifNeeded ? ['--quiet'] : []),
+]);
+
 run(process.execPath, [join(root, 'models', 'fetch.mjs'), ...(ifNeeded ? ['--quiet'] : [])]);

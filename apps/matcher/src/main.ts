@@ -13,6 +13,7 @@ import { QUEUE_NAMES, createRedis, keyNames } from '@facegate/contracts';
 import type { Database } from '@facegate/db';
 import { openServiceDatabase } from '@facegate/db';
 import { FaceGateError } from '@facegate/errors';
+import { hnswlibBuild } from '@facegate/index';
 import { createLogger } from '@facegate/logger';
 import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -157,6 +158,7 @@ async function start(): Promise<void> {
       faces: status.index?.size,
       visitors: status.index?.visitors,
       lastSeq: status.index?.lastSeq,
+      hnswlibBuild,
       durationMs: Math.round(performance.now() - startedMs),
     },
     'matcher started',

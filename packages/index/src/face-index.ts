@@ -8,11 +8,11 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { FaceGateError } from '@facegate/errors';
-import hnswlib from 'hnswlib-node';
 import type { HierarchicalNSW } from 'hnswlib-node';
 
 import { exactTopK } from './exact.js';
 import { checkGraphFile } from './graph-file.js';
+import { type HnswlibBuild, hnswlib, hnswlibBuild } from './hnswlib.js';
 import {
   FORMAT_VERSION,
   commitGeneration,
@@ -101,6 +101,8 @@ export interface FaceIndexStats {
   lastPersistedAt: string | null;
   /** Sequence number of the last change-feed row applied; 0 until the caller sets one. */
   lastSeq: number;
+  /** Build of the hnswlib addon in use: 'avx2' (faster distances) or 'portable'. */
+  hnswlibBuild: HnswlibBuild;
 }
 
 export interface LoadExpectation {
@@ -355,6 +357,7 @@ export class FaceIndex {
       dim: this.settings.dim,
       lastPersistedAt: this.lastPersistedAtValue,
       lastSeq: this.lastSeqValue,
+      hnswlibBuild,
     };
   }
 

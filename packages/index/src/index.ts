@@ -9,6 +9,8 @@ export type {
   SearchOptions,
 } from './face-index.js';
 export { exactTopK } from './exact.js';
+export { hnswlibBuild } from './hnswlib.js';
+export type { HnswlibBuild } from './hnswlib.js';
 export type { ExactTopK } from './exact.js';
 export type { SaveResult } from './persistence.js';
 export { MAX_FACE_ID } from './validation.js';

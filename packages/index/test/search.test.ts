@@ -3,7 +3,7 @@ import { test } from 'node:test';
 
 import { FaceGateError } from '@facegate/errors';
 
-import { FaceIndex } from '../src/index.js';
+import { FaceIndex, hnswlibBuild } from '../src/index.js';
 import type { FaceEntry, FaceIndexOptions } from '../src/index.js';
 import {
   DIM,
@@ -397,6 +397,7 @@ test('stats report counts and settings', () => {
     dim: DIM,
     lastPersistedAt: null,
     lastSeq: 41,
+    hnswlibBuild,
   });
 });
 
