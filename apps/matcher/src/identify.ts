@@ -11,11 +11,13 @@ import type {
   RecognizedFace,
 } from '@facegate/contracts';
 import { decodeVector, defaultIdentifyThreshold } from '@facegate/contracts';
-import type { Database, Visitor } from '@facegate/db';
+import type { Database } from '@facegate/db';
 import { getVisitorsByIds } from '@facegate/db';
 import { FaceGateError } from '@facegate/errors';
 import type { FaceCandidate } from '@facegate/index';
 import type { Logger } from '@facegate/logger';
+
+import type { VisitorLookup, VisitorName } from './visitor-cache.js';
 
 /** The part of IndexService that identification uses. */
 export interface MatchIndex {
@@ -29,6 +31,8 @@ export interface MatchIndex {
 export interface IdentifyDependencies {
   index: MatchIndex;
   db: Database;
+  /** Cached visitor names; without it every request reads them from `db`. */
+  visitors?: VisitorLookup;
   /** IDENTIFY_THRESHOLD; undefined uses the model's calibrated default. */
   identifyThreshold?: number;
   /** Milliseconds to wait for the index to reach a job's minSeq before searching it as it is. Default 2000. */
@@ -73,11 +77,11 @@ export async function identify(
   const hits = job.faces.map((face, position) =>
     index.search(decodeFaceEmbedding(face.embedding, position), job.params.topK),
   );
-  // One query for every visitor of every face.
-  const visitors = await getVisitorsByIds(
-    dependencies.db,
-    hits.flat().map((hit) => hit.visitorId),
-  );
+  // One lookup (at most one query) for every visitor of every face.
+  const visitorIds = hits.flat().map((hit) => hit.visitorId);
+  const visitors = dependencies.visitors
+    ? await dependencies.visitors.get(visitorIds)
+    : await getVisitorsByIds(dependencies.db, visitorIds);
 
   const threshold =
     job.params.threshold ??
@@ -105,7 +109,10 @@ export async function identify(
 }
 
 /** Adds name and externalId; drops visitors deleted since the index last caught up. */
-function nameCandidates(hits: FaceCandidate[], visitors: Map<string, Visitor>): MatchCandidate[] {
+function nameCandidates(
+  hits: FaceCandidate[],
+  visitors: Map<string, VisitorName>,
+): MatchCandidate[] {
   const candidates: MatchCandidate[] = [];
   for (const hit of hits) {
     const visitor = visitors.get(hit.visitorId.toLowerCase());

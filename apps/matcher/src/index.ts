@@ -18,4 +18,6 @@ export type {
 export { createMatchProcessor } from './match-job.js';
 export type { MatchJobDependencies } from './match-job.js';
 export { embedderModel } from './models.js';
+export { DEFAULT_VISITOR_CACHE_ENTRIES, VisitorCache } from './visitor-cache.js';
+export type { VisitorLookup, VisitorName } from './visitor-cache.js';
 export type { EmbedderModel } from './models.js';

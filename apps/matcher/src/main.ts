@@ -30,6 +30,7 @@ import {
 import { IndexService } from './index-service.js';
 import { createMatchProcessor } from './match-job.js';
 import { embedderModel } from './models.js';
+import { VisitorCache } from './visitor-cache.js';
 
 /** After this, shutdown gives up on the remaining steps and exits 1. */
 const SHUTDOWN_TIMEOUT_MS = 10_000;
@@ -40,6 +41,7 @@ interface Resources {
   redis?: Redis;
   workerRedis?: Redis;
   service?: IndexService;
+  visitors?: VisitorCache;
   heartbeat?: HeartbeatPublisher;
   metricsServer?: Server | undefined;
   worker?: Worker<MatchJob, void>;
@@ -146,7 +148,10 @@ async function start(): Promise<void> {
 
   await service.start();
   if (stopping !== null) return;
-  const worker = startWorker(service, db, redis);
+  const visitors = new VisitorCache(db, logger);
+  resources.visitors = visitors;
+  await visitors.start();
+  const worker = startWorker(service, db, visitors, redis);
   await worker.waitUntilReady();
   workerRunning = true;
   heartbeat.publish();
@@ -165,13 +170,19 @@ async function start(): Promise<void> {
   );
 }
 
-function startWorker(service: IndexService, db: Database, redis: Redis): Worker<MatchJob, void> {
+function startWorker(
+  service: IndexService,
+  db: Database,
+  visitors: VisitorCache,
+  redis: Redis,
+): Worker<MatchJob, void> {
   // BullMQ's blocking commands need maxRetriesPerRequest: null, hence a connection of their own.
   const workerRedis = createRedis(config.redisUrl, { blocking: true });
   resources.workerRedis = workerRedis;
   const processor = createMatchProcessor({
     index: service,
     db,
+    visitors,
     redis,
     logger,
     identifyThreshold: config.identifyThreshold,
@@ -253,6 +264,7 @@ async function runShutdown(reason: string, exitCode: number): Promise<void> {
   await runStep('closing the match worker', () => resources.worker?.close());
   workerRunning = false;
   await runStep('stopping the face index', () => resources.service?.stop());
+  await runStep('closing the visitor cache', () => resources.visitors?.close());
   await runStep('removing the heartbeat', () => resources.heartbeat?.stop());
   await runStep('closing Redis', () => closeRedis(resources.redis, resources.workerRedis));
   await runStep('closing PostgreSQL', () => resources.db?.close());

@@ -65,6 +65,7 @@ export {
   getVisitor,
   getVisitorsByIds,
   listVisitors,
+  listenForVisitorChanges,
   updateVisitor,
 } from './visitors.js';
 export type {

@@ -294,12 +294,41 @@ insert into ${schema}.instance default values;
 `,
 };
 
+const notifyVisitorChanges: Migration = {
+  version: 5,
+  name: 'notify visitor updates and deletions',
+  sql: (schema) => `
+-- Matchers cache visitor names for recognition results and drop an entry when this
+-- notification names it (the payload is the visitor id), or every entry on an empty payload.
+create function ${schema}.notify_visitor_change() returns trigger
+language plpgsql as $function$
+begin
+  if tg_level = 'ROW' then
+    perform pg_notify(tg_table_schema || '_visitors', old.id::text);
+  else
+    perform pg_notify(tg_table_schema || '_visitors', '');
+  end if;
+  return null;
+end
+$function$;
+
+create trigger visitors_notify_change
+  after update or delete on ${schema}.visitors
+  for each row execute function ${schema}.notify_visitor_change();
+
+create trigger visitors_notify_truncate
+  after truncate on ${schema}.visitors
+  for each statement execute function ${schema}.notify_visitor_change();
+`,
+};
+
 /** Every migration, in order. Append new ones; never edit one that has been released. */
 export const MIGRATIONS: readonly Migration[] = [
   createTables,
   createBatchTables,
   createAccessTables,
   createInstanceId,
+  notifyVisitorChanges,
 ];
 
 export interface MigrationResult {

@@ -4,6 +4,7 @@ import type postgres from 'postgres';
 import { type Actor, recordAudit } from './audit.js';
 import { type Database, type Sql, transaction } from './database.js';
 import { describePostgresError, withDatabaseErrors } from './errors.js';
+import type { Unlisten } from './feed.js';
 import { bigintToNumber, isUuid } from './ids.js';
 
 /** Free-form JSON object stored with a visitor. */
@@ -139,6 +140,30 @@ export async function getVisitorsByIds(
   );
   for (const row of rows) visitors.set(row.id, toVisitor(row));
   return visitors;
+}
+
+/** Suffix of the channel the visitors table notifies on, after the schema name. */
+const VISITOR_CHANNEL_SUFFIX = '_visitors';
+
+/**
+ * Calls `onChange` with the id of every visitor updated or deleted (in lower case), or
+ * with null when the table was truncated. `onListen` runs each time the listening
+ * connection is established, including after a reconnect, which loses the notifications
+ * sent while it was down.
+ */
+export async function listenForVisitorChanges(
+  db: Database,
+  onChange: (visitorId: string | null) => void,
+  onListen?: () => void,
+): Promise<Unlisten> {
+  const listening = await withDatabaseErrors(db, () =>
+    db.sql.listen(
+      `${db.schema}${VISITOR_CHANNEL_SUFFIX}`,
+      (payload) => onChange(payload === '' ? null : payload.toLowerCase()),
+      onListen,
+    ),
+  );
+  return () => withDatabaseErrors(db, () => listening.unlisten());
 }
 
 /**
