@@ -33,6 +33,7 @@ import { type Job, UnrecoverableError, Worker } from 'bullmq';
 import { startBatchWorker } from './batch/worker.js';
 import { blobKeysOf, handleInferenceJob } from './handlers.js';
 import { VisionPool, isInputError } from './pool.js';
+import { ServiceLoadSampler } from './service-load.js';
 
 const SHUTDOWN_TIMEOUT_MS = 15_000;
 
@@ -49,7 +50,10 @@ async function main(): Promise<void> {
     await pool.close();
     process.exit(1);
   });
-  logger.info({ models: models.models, threads: pool.threads }, 'models loaded');
+  logger.info(
+    { models: models.models, threads: pool.threads, idleThreads: models.idleThreads },
+    'models loaded',
+  );
 
   const registry = createRegistry('inference-worker');
   const stages = new StageMetrics(registry);
@@ -77,6 +81,11 @@ async function main(): Promise<void> {
   await waitForRedis(queueConnection);
   const queues = createQueues(queueConnection, keys);
   const context = { config, pool, redis, queues, db };
+  const load = new ServiceLoadSampler(queues, logger);
+  if (models.idleThreads !== null) {
+    load.start();
+    pool.serviceIdle = () => load.idle;
+  }
   let processed = 0;
 
   async function publish(job: Job<InferenceJob>, reply: Reply): Promise<void> {
@@ -173,6 +182,8 @@ async function main(): Promise<void> {
         modelId: models.modelId,
         models: models.models,
         threads: pool.threads,
+        idleThreads: models.idleThreads,
+        idleRuns: pool.idleRuns,
         concurrency: config.inferenceConcurrency,
         processed,
         utilization: pool.utilization,
@@ -195,6 +206,7 @@ async function main(): Promise<void> {
     }, SHUTDOWN_TIMEOUT_MS);
     timer.unref();
     clearInterval(heartbeatTimer);
+    load.stop();
     const steps: [string, () => Promise<unknown>][] = [
       ['stop taking jobs and finish in-flight ones', () => worker.close()],
       ['stop taking batch jobs and finish in-flight ones', () => batchWorker.close()],

@@ -17,6 +17,18 @@ export class VisionPool {
   /** Called with the stage timings of every detect or analyze call (metrics). */
   onTimings: ((timings: Record<string, number | undefined>) => void) | undefined;
 
+  /**
+   * Returns true while no other job of the service is active or waiting, as last sampled.
+   * A task that starts then, with no other task in this pool, runs on the threads'
+   * ONNX_IDLE_THREADS sessions. Unset, every task uses the ONNX_THREADS sessions.
+   */
+  serviceIdle: (() => boolean) | undefined;
+
+  /** Tasks handed to the threads and not finished yet. */
+  #inFlight = 0;
+  /** Tasks that ran on the idle sessions, for the heartbeat. */
+  idleRuns = 0;
+
   constructor(threads: number) {
     this.threads = threads;
     this.#piscina = new Piscina({
@@ -33,11 +45,23 @@ export class VisionPool {
     request: ThreadRequest,
     transfer: ArrayBuffer[] = [],
   ): Promise<T> {
-    const response = (await this.#piscina.run(request, { transferList: transfer })) as
-      | T
-      | { error: SerializedError };
-    if ('error' in response) throw deserializeError(response.error);
-    return response;
+    this.#inFlight += 1;
+    try {
+      const response = (await this.#piscina.run(request, { transferList: transfer })) as
+        | T
+        | { error: SerializedError };
+      if ('error' in response) throw deserializeError(response.error);
+      return response;
+    } finally {
+      this.#inFlight -= 1;
+    }
+  }
+
+  /** Decides, as a task starts, whether it may use the idle sessions. */
+  #idle(): boolean {
+    const idle = this.#inFlight === 0 && (this.serviceIdle?.() ?? false);
+    if (idle) this.idleRuns += 1;
+    return idle;
   }
 
   /** Loads the models in every thread; rejects with the first thread's load error. */
@@ -50,18 +74,24 @@ export class VisionPool {
 
   async detect(bytes: Uint8Array, params: ThreadParams): Promise<DetectResponse> {
     const copy = copyForTransfer(bytes);
-    const response = await this.#run<DetectResponse>({ op: 'detect', bytes: copy, params }, [
-      copy.buffer as ArrayBuffer,
-    ]);
+    const response = await this.#run<DetectResponse>(
+      { op: 'detect', bytes: copy, params, idle: this.#idle() },
+      [copy.buffer as ArrayBuffer],
+    );
     this.onTimings?.(response.timings);
     return response;
   }
 
+  /**
+   * Runs the whole pipeline on one image in a thread. A `bytes` that spans its whole
+   * ArrayBuffer is transferred, not copied, so it is unusable here afterwards.
+   */
   async analyze(bytes: Uint8Array, params: ThreadParams): Promise<AnalyzeResponse> {
     const copy = copyForTransfer(bytes);
-    const response = await this.#run<AnalyzeResponse>({ op: 'analyze', bytes: copy, params }, [
-      copy.buffer as ArrayBuffer,
-    ]);
+    const response = await this.#run<AnalyzeResponse>(
+      { op: 'analyze', bytes: copy, params, idle: this.#idle() },
+      [copy.buffer as ArrayBuffer],
+    );
     this.onTimings?.({ ...response.timings });
     return response;
   }

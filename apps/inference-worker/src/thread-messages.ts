@@ -5,13 +5,17 @@ export interface ThreadParams {
   maxFaces?: number;
 }
 
+/**
+ * A task for a vision thread. `idle` runs it on the sessions with ONNX_IDLE_THREADS
+ * threads, which the process asks for only while no other job is active or waiting.
+ */
 export type ThreadRequest =
   | { op: 'ping' }
-  | { op: 'detect'; bytes: Uint8Array; params: ThreadParams }
-  | { op: 'analyze'; bytes: Uint8Array; params: ThreadParams };
+  | { op: 'detect'; bytes: Uint8Array; params: ThreadParams; idle: boolean }
+  | { op: 'analyze'; bytes: Uint8Array; params: ThreadParams; idle: boolean };
 
 export type ThreadResponse =
-  | { op: 'ping'; modelId: string; models: ModelInfo[] }
+  | { op: 'ping'; modelId: string; models: ModelInfo[]; idleThreads: number | null }
   | {
       op: 'detect';
       image: { width: number; height: number };

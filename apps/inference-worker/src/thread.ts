@@ -1,23 +1,40 @@
 // Piscina worker thread: owns one FacePipeline (two ONNX sessions) for its
 // whole life and runs decode, detection, alignment and embedding for the
-// process's BullMQ processors. Errors come back as values, because a
-// FaceGateError thrown across the thread boundary would lose its code.
+// process's BullMQ processors. With ONNX_IDLE_THREADS above ONNX_THREADS it also
+// owns a second pipeline whose sessions use more threads, for requests that
+// arrive while the service is otherwise idle. Errors come back as values,
+// because a FaceGateError thrown across the thread boundary would lose its code.
 import { loadConfig } from '@facegate/config';
 import { type SerializedError, serializeError } from '@facegate/errors';
 import { FacePipeline } from '@facegate/vision';
 
 import type { ThreadRequest, ThreadResponse } from './thread-messages.js';
 
-const pipelineReady: Promise<FacePipeline> = FacePipeline.create(loadConfig());
+const config = loadConfig();
+const pipelineReady: Promise<FacePipeline> = FacePipeline.create(config);
+const idlePipelineReady: Promise<FacePipeline> | undefined =
+  config.onnxIdleThreads > config.onnxThreads
+    ? FacePipeline.create({ ...config, onnxThreads: config.onnxIdleThreads })
+    : undefined;
 // Keeps an early model-load failure from becoming an unhandled rejection; the
 // first task reports it.
 pipelineReady.catch(() => undefined);
+idlePipelineReady?.catch(() => undefined);
 
 async function handle(request: ThreadRequest): Promise<ThreadResponse> {
-  const pipeline = await pipelineReady;
+  const pipeline =
+    'idle' in request && request.idle && idlePipelineReady
+      ? await idlePipelineReady
+      : await pipelineReady;
   switch (request.op) {
     case 'ping':
-      return { op: 'ping', modelId: pipeline.modelId, models: pipeline.models };
+      if (idlePipelineReady) await idlePipelineReady;
+      return {
+        op: 'ping',
+        modelId: pipeline.modelId,
+        models: pipeline.models,
+        idleThreads: idlePipelineReady ? config.onnxIdleThreads : null,
+      };
     case 'detect': {
       const result = await pipeline.detect(request.bytes, request.params);
       return { op: 'detect', image: result.image, faces: result.faces, timings: result.timings };

@@ -142,6 +142,12 @@ export const variables = {
     '1',
     integer(1, 64),
   ),
+  onnxIdleThreads: variable(
+    'ONNX_IDLE_THREADS',
+    'Intra-op threads per ONNX Runtime session for a job that starts while no other inference or batch job is active or waiting, so that a lone request uses more than one core. Equal to ONNX_THREADS turns this off.',
+    '2',
+    integer(1, 64),
+  ),
   verifyThreshold: variable(
     'VERIFY_THRESHOLD',
     "Cosine similarity at or above which two faces count as the same person (1:1); unset uses the embedder's calibrated default.",

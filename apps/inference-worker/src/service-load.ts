@@ -1,0 +1,65 @@
+// Whether the service is otherwise idle, sampled from the queues in Redis: a job
+// that starts then may use more ONNX threads (ONNX_IDLE_THREADS), because no other
+// job needs the cores. Every worker process samples on its own.
+import type { Queues } from '@facegate/contracts';
+import type { Logger } from '@facegate/logger';
+
+/** How often the job counts are read; a burst can start up to this long before it is seen. */
+export const LOAD_SAMPLE_INTERVAL_MS = 100;
+
+export class ServiceLoadSampler {
+  readonly #queues: Queues;
+  readonly #logger: Logger;
+  #idle = false;
+  #timer: NodeJS.Timeout | undefined;
+  #failing = false;
+
+  constructor(queues: Queues, logger: Logger) {
+    this.#queues = queues;
+    this.#logger = logger;
+  }
+
+  /**
+   * True when the last sample found at most one active inference job (the one asking),
+   * none waiting, and no batch job active or waiting. False until the first sample and
+   * while Redis cannot be read.
+   */
+  get idle(): boolean {
+    return this.#idle;
+  }
+
+  start(): void {
+    void this.#sample();
+    this.#timer = setInterval(() => void this.#sample(), LOAD_SAMPLE_INTERVAL_MS);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#idle = false;
+  }
+
+  async #sample(): Promise<void> {
+    try {
+      const [inference, batch] = await Promise.all([
+        this.#queues.inference.getJobCounts('active', 'waiting', 'prioritized'),
+        this.#queues.batch.getJobCounts('active', 'waiting', 'prioritized'),
+      ]);
+      this.#idle =
+        (inference.active ?? 0) <= 1 &&
+        (inference.waiting ?? 0) === 0 &&
+        (inference.prioritized ?? 0) === 0 &&
+        (batch.active ?? 0) === 0 &&
+        (batch.waiting ?? 0) === 0 &&
+        (batch.prioritized ?? 0) === 0;
+      if (this.#failing) this.#logger.info('queue counts readable again');
+      this.#failing = false;
+    } catch (error) {
+      this.#idle = false;
+      if (!this.#failing) {
+        this.#logger.warn({ err: error }, 'reading the queue counts failed; idle threads unused');
+      }
+      this.#failing = true;
+    }
+  }
+}
