@@ -5,7 +5,7 @@ import type { Queues } from '@facegate/contracts';
 import type { Logger } from '@facegate/logger';
 
 /** How often the job counts are read; a burst can start up to this long before it is seen. */
-export const LOAD_SAMPLE_INTERVAL_MS = 100;
+export const LOAD_SAMPLE_INTERVAL_MS = 50;
 
 export class ServiceLoadSampler {
   readonly #queues: Queues;
@@ -20,8 +20,8 @@ export class ServiceLoadSampler {
   }
 
   /**
-   * True when the last sample found at most one active inference job (the one asking),
-   * none waiting, and no batch job active or waiting. False until the first sample and
+   * True when the last sample found at most one inference job active or waiting (the
+   * one asking, in either state) and no batch job. False until the first sample and
    * while Redis cannot be read.
    */
   get idle(): boolean {
@@ -45,13 +45,10 @@ export class ServiceLoadSampler {
         this.#queues.inference.getJobCounts('active', 'waiting', 'prioritized'),
         this.#queues.batch.getJobCounts('active', 'waiting', 'prioritized'),
       ]);
-      this.#idle =
-        (inference.active ?? 0) <= 1 &&
-        (inference.waiting ?? 0) === 0 &&
-        (inference.prioritized ?? 0) === 0 &&
-        (batch.active ?? 0) === 0 &&
-        (batch.waiting ?? 0) === 0 &&
-        (batch.prioritized ?? 0) === 0;
+      const inferenceJobs =
+        (inference.active ?? 0) + (inference.waiting ?? 0) + (inference.prioritized ?? 0);
+      const batchJobs = (batch.active ?? 0) + (batch.waiting ?? 0) + (batch.prioritized ?? 0);
+      this.#idle = inferenceJobs <= 1 && batchJobs === 0;
       if (this.#failing) this.#logger.info('queue counts readable again');
       this.#failing = false;
     } catch (error) {
