@@ -111,6 +111,10 @@ export const indexResponse = z
     ef: z.number().int(),
     modelId: z.string(),
     lastPersistedAt: z.string().nullable(),
+    hnswlibBuild: z
+      .enum(['avx2', 'portable'])
+      .optional()
+      .describe("The matcher's hnswlib addon: built with AVX2 and FMA, or portable."),
     state: z.string().optional(),
     rebuild: z.unknown().optional(),
     replicas: z.number().int(),

@@ -260,6 +260,20 @@ describe(
       assert.equal(new Set(ids).size, ids.length);
       assert.equal(stranger.status, 200);
       assert.equal(stranger.json.faces[0].match, null);
+
+      // The matcher caches names; a rename reaches it through a PostgreSQL notification.
+      await call(stack, 'PATCH', `/api/v1/visitors/${visitor.id}`, {
+        json: { name: 'Barack Obama' },
+      });
+      let renamed = '';
+      for (let attempt = 0; attempt < 40 && renamed !== 'Barack Obama'; attempt += 1) {
+        const again = await call(stack, 'POST', '/api/v1/recognize', {
+          image: await photo('identity-small/face_recognition_knn/test/obama1.jpg'),
+        });
+        renamed = again.json.faces[0]?.match?.name ?? '';
+        if (renamed !== 'Barack Obama') await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.equal(renamed, 'Barack Obama');
     });
 
     test('recognitions are not stored by default', async () => {
@@ -348,6 +362,7 @@ describe(
         assert.ok(field in index.json, `missing ${field}`);
       }
       assert.equal(index.json.modelId, 'mobilefacenet_foamliu_128d');
+      assert.ok(['avx2', 'portable'].includes(index.json.hnswlibBuild), index.json.hnswlibBuild);
     });
 
     test('every process serves metrics that move with requests', async () => {
