@@ -1,15 +1,32 @@
 #!/usr/bin/env node
 // Starts the whole stack on this machine as separate processes: the matcher,
-// INFERENCE_WORKERS inference workers (default 2) and the gateway. Ctrl-C or
-// SIGTERM stops all of them; if one exits on its own, the others are stopped
-// too and this script exits non-zero. Each app can also run alone:
-// `node apps/<app>/dist/src/main.js`, configured by environment.
-import { spawn } from 'node:child_process';
+// INFERENCE_WORKERS inference workers (default 2) and the gateway, after running
+// the setup (when needed) and the build. Ctrl-C or SIGTERM stops all of them; if
+// one exits on its own, the others are stopped too and this script exits non-zero.
+// `npm start` execs this script, so the SIGINT or SIGTERM that npm forwards reaches
+// it, and it stops the stack as well when its parent process goes away. Each app can
+// also run alone: `node apps/<app>/dist/src/main.js`, configured by environment.
+import { spawn, spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
+
+/** Runs a preparation step with node, exiting with its code when it fails. */
+function prepare(script, args) {
+  const result = spawnSync(process.execPath, [join(root, script), ...args], {
+    cwd: root,
+    stdio: 'inherit',
+  });
+  if (result.status !== 0) {
+    console.error(
+      `start: '${script} ${args.join(' ')}' failed (${result.signal ?? `exit code ${result.status}`})`,
+    );
+    process.exit(result.status ?? 1);
+  }
+}
+
 const workers = Number(process.env.INFERENCE_WORKERS || 2);
 if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
   console.error(
@@ -17,6 +34,9 @@ if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
   );
   process.exit(2);
 }
+
+prepare('scripts/setup.mjs', ['--if-needed']);
+prepare('node_modules/turbo/bin/turbo', ['run', 'build']);
 
 // Each process serves /metrics on a port of its own: the matcher on METRICS_PORT
 // (default 9464), worker N on METRICS_PORT + N, the gateway on its API port.
@@ -78,6 +98,16 @@ for (const app of apps) {
 }
 
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => stopAll('SIGTERM'));
+
+// A parent killed without passing the signal on (npm through a shell that does not
+// exec, or npm killed with SIGKILL) leaves this process to init. Then the stack stops too.
+const parent = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parent) {
+    console.error(`start: parent process ${parent} is gone; stopping`);
+    stopAll('SIGTERM');
+  }
+}, 1000).unref();
 console.log(
   `start: matcher, ${workers} inference worker(s) and gateway starting; Ctrl-C stops them`,
 );

@@ -201,7 +201,9 @@ test(
     const schema = `test_start_${Date.now()}`;
     const prefix = `test-start-${Date.now()}`;
     const indexDir = join(tmpdir(), prefix);
-    const child = spawn(process.execPath, [join(root, 'scripts', 'start.mjs')], {
+    // The npm process itself gets the SIGTERM below, as a service manager would send it.
+    const child = spawn('npm', ['start'], {
+      cwd: root,
       env: {
         ...process.env,
         PORT: String(port),
