@@ -25,15 +25,15 @@ async function waitUntil(condition: () => boolean, description: string): Promise
 
 test('service load sampler follows the queues', async (t) => {
   const redis = createRedis(REDIS_URL, { blocking: true });
-  const queues = createQueues(redis, keyNames(`facegate-test-${randomBytes(4).toString('hex')}`));
+  const prefix = `facegate-test-${randomBytes(4).toString('hex')}`;
+  const queues = createQueues(redis, keyNames(prefix));
   const sampler = new ServiceLoadSampler(queues, silent);
   t.after(async () => {
     sampler.stop();
-    await Promise.all([
-      queues.inference.obliterate({ force: true }),
-      queues.batch.obliterate({ force: true }),
-    ]);
     await queues.close();
+    // Every queue, the match queue too, leaves keys under the prefix.
+    const keys = await redis.keys(`${prefix}:*`);
+    if (keys.length > 0) await redis.del(...keys);
     redis.disconnect();
   });
   sampler.start();
