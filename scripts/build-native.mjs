@@ -99,11 +99,21 @@ function main() {
   const addonApi = dirname(createRequire(packageJson).resolve('node-addon-api/package.json'));
   symlinkSync(addonApi, join(target, 'node_modules', 'node-addon-api'), 'dir');
 
-  const result = spawnSync(process.execPath, [nodeGyp, 'rebuild'], {
-    cwd: target,
-    stdio: quiet ? 'ignore' : 'inherit',
-    env: { ...process.env, CXXFLAGS },
-  });
+  // Outside npm (plain `node scripts/setup.mjs`) node-gyp would download the Node headers;
+  // the headers installed beside this node serve as well when present.
+  const prefix = dirname(dirname(process.execPath));
+  const nodedir =
+    process.env.npm_config_nodedir ??
+    (existsSync(join(prefix, 'include', 'node', 'node.h')) ? prefix : undefined);
+  const result = spawnSync(
+    process.execPath,
+    [nodeGyp, 'rebuild', ...(nodedir ? [`--nodedir=${nodedir}`] : [])],
+    {
+      cwd: target,
+      stdio: quiet ? 'ignore' : 'inherit',
+      env: { ...process.env, CXXFLAGS },
+    },
+  );
   if (result.status !== 0 || !existsSync(join(target, 'build', 'Release', 'addon.node'))) {
     // The portable build still works; a failed optional build must not stop the setup.
     rmSync(target, { recursive: true, force: true });

@@ -51,7 +51,12 @@ async function main(): Promise<void> {
     process.exit(1);
   });
   logger.info(
-    { models: models.models, threads: pool.threads, idleThreads: models.idleThreads },
+    {
+      models: models.models,
+      threads: pool.threads,
+      onnxThreads: config.onnxThreads,
+      idleThreads: models.idleThreads,
+    },
     'models loaded',
   );
 

@@ -144,7 +144,7 @@ export const variables = {
   ),
   onnxIdleThreads: variable(
     'ONNX_IDLE_THREADS',
-    'Intra-op threads per ONNX Runtime session for a job that starts while no other inference or batch job is active or waiting, so that a lone request uses more than one core. Equal to ONNX_THREADS turns this off.',
+    'Intra-op threads per ONNX Runtime session for a job that starts while no other inference or batch job is active or waiting, so that a lone request uses more than one core. At or below ONNX_THREADS, this is off.',
     '2',
     integer(1, 64),
   ),
