@@ -3,10 +3,10 @@
 // random unit vectors, as the peer loads), at concurrency 1 and 16, through
 // the whole stack (gateway, 2 inference workers, matcher) started here, then
 // the Python peer in ../shared/peers through its own bench.sh, one after the
-// other on the same machine. Prints loadgen's figures, server CPU per request
-// (the stack's processes; then per process, with PostgreSQL, Redis and the load
-// generator itself), and the CPU limit (cores / in-process per-image cost)
-// measured in this run.
+// other on the same machine. Prints loadgen's figures, the server CPU per request
+// of the stack's processes, and the CPU limit (cores / in-process per-image cost)
+// measured in this run. Then it prints the CPU per request of each process, with
+// PostgreSQL, Redis and the load generator itself.
 // Options: --gallery N, --requests1 N, --requests16 N, --workers N (inference
 // worker processes, default 2), --skip-peer. INFERENCE_THREADS and
 // INFERENCE_CONCURRENCY from the environment reach the workers.
