@@ -14,7 +14,7 @@ import { performance } from 'node:perf_hooks';
 
 import { loadConfig } from '@facegate/config';
 import { Stack, call } from '@facegate/testing';
-import { FacePipeline } from '@facegate/vision';
+import { FacePipeline, useAtomicGarbageCollection } from '@facegate/vision';
 
 import { FACES_MISSING, facesDir } from './faces-dir.js';
 import { cpuMsPerUnit, cpuSnapshot } from './process-cpu.js';
@@ -118,6 +118,8 @@ function mib(kib: number): string {
 }
 
 async function main(): Promise<void> {
+  // The in-process reference runs with the garbage collection settings of the inference workers.
+  useAtomicGarbageCollection();
   const faces = facesDir();
   if (!faces) {
     process.stderr.write(`${FACES_MISSING}\n`);

@@ -19,7 +19,7 @@ import { performance } from 'node:perf_hooks';
 import { findRepoRoot, loadConfig } from '@facegate/config';
 import { createDatabase, encodeEmbedding, migrate } from '@facegate/db';
 import { Stack } from '@facegate/testing';
-import { FacePipeline } from '@facegate/vision';
+import { FacePipeline, useAtomicGarbageCollection } from '@facegate/vision';
 
 import { cpuMsPerUnit, cpuSnapshot, exitedChildrenCpuSeconds } from './process-cpu.js';
 
@@ -150,6 +150,8 @@ function row(
 }
 
 async function main(): Promise<void> {
+  // The in-process reference runs with the garbage collection settings of the inference workers.
+  useAtomicGarbageCollection();
   const gallery = option('gallery', 100_000);
   const requests1 = option('requests1', 500);
   const requests16 = option('requests16', 2000);

@@ -9,7 +9,13 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 import { facesDir, findRepoRoot, loadConfig } from '@facegate/config';
-import { FacePipeline, alignFace, largestFace, prepareDetectorInput } from '@facegate/vision';
+import {
+  alignFace,
+  FacePipeline,
+  largestFace,
+  prepareDetectorInput,
+  useAtomicGarbageCollection,
+} from '@facegate/vision';
 import sharp from 'sharp';
 
 function percentile(samples: number[], p: number): number {
@@ -54,6 +60,8 @@ async function loadImages(): Promise<[string, Buffer][]> {
 }
 
 async function main(): Promise<void> {
+  // The in-process reference runs with the garbage collection settings of the inference workers.
+  useAtomicGarbageCollection();
   const iterationsArg = process.argv.indexOf('--iterations');
   const iterations = iterationsArg > 0 ? Number(process.argv[iterationsArg + 1]) : 300;
   const config = loadConfig();

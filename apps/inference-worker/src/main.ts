@@ -28,6 +28,7 @@ import {
   createRegistry,
   serveMetrics,
 } from '@facegate/metrics';
+import { useAtomicGarbageCollection } from '@facegate/vision';
 import { type Job, UnrecoverableError, Worker } from 'bullmq';
 
 import { startBatchWorker } from './batch/worker.js';
@@ -38,6 +39,8 @@ import { ServiceLoadSampler } from './service-load.js';
 const SHUTDOWN_TIMEOUT_MS = 15_000;
 
 async function main(): Promise<void> {
+  // Before the vision threads exist, so that their heaps use it too.
+  useAtomicGarbageCollection();
   const config = loadConfigOrExit('inference-worker');
   const logger = createLogger('inference-worker', config.logLevel);
   const id = `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;

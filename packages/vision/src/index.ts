@@ -2,6 +2,7 @@ export * from './align.js';
 export * from './decode.js';
 export * from './detector.js';
 export * from './embedder.js';
+export * from './gc.js';
 export * from './manifest.js';
 export * from './pipeline.js';
 export * from './session.js';
