@@ -13,6 +13,8 @@ export class ServiceLoadSampler {
   #idle = false;
   #timer: NodeJS.Timeout | undefined;
   #failing = false;
+  #sampling = false;
+  #stopped = false;
 
   constructor(queues: Queues, logger: Logger) {
     this.#queues = queues;
@@ -21,8 +23,8 @@ export class ServiceLoadSampler {
 
   /**
    * True when the last sample found at most one inference job active or waiting (the
-   * one asking, in either state) and no batch job. False until the first sample and
-   * while Redis cannot be read.
+   * job that is about to start, in either state) and no batch job. False until the
+   * first sample, after stop() and while Redis cannot be read.
    */
   get idle(): boolean {
     return this.#idle;
@@ -35,11 +37,15 @@ export class ServiceLoadSampler {
   }
 
   stop(): void {
+    this.#stopped = true;
     clearInterval(this.#timer);
     this.#idle = false;
   }
 
   async #sample(): Promise<void> {
+    // A slow Redis must not pile up reads, and a read that ends after stop() is ignored.
+    if (this.#sampling) return;
+    this.#sampling = true;
     try {
       const [inference, batch] = await Promise.all([
         this.#queues.inference.getJobCounts('active', 'waiting', 'prioritized'),
@@ -48,7 +54,7 @@ export class ServiceLoadSampler {
       const inferenceJobs =
         (inference.active ?? 0) + (inference.waiting ?? 0) + (inference.prioritized ?? 0);
       const batchJobs = (batch.active ?? 0) + (batch.waiting ?? 0) + (batch.prioritized ?? 0);
-      this.#idle = inferenceJobs <= 1 && batchJobs === 0;
+      this.#idle = !this.#stopped && inferenceJobs <= 1 && batchJobs === 0;
       if (this.#failing) this.#logger.info('queue counts readable again');
       this.#failing = false;
     } catch (error) {
@@ -57,6 +63,8 @@ export class ServiceLoadSampler {
         this.#logger.warn({ err: error }, 'reading the queue counts failed; idle threads unused');
       }
       this.#failing = true;
+    } finally {
+      this.#sampling = false;
     }
   }
 }

@@ -7,7 +7,7 @@ export interface ThreadParams {
 
 /**
  * A task for a vision thread. `idle` runs it on the sessions with ONNX_IDLE_THREADS
- * threads, which the process asks for only while no other job is active or waiting.
+ * threads. The pool sets it only while no other job is active or waiting.
  */
 export type ThreadRequest =
   | { op: 'ping' }
