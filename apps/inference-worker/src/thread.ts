@@ -1,8 +1,8 @@
 // Piscina worker thread: owns one FacePipeline (two ONNX sessions) for its
 // whole life and runs decode, detection, alignment and embedding for the
 // process's BullMQ processors. With ONNX_IDLE_THREADS above ONNX_THREADS it also
-// owns a second pipeline whose sessions use more threads, for requests that
-// arrive while the service is otherwise idle. Errors come back as values,
+// owns a second pipeline whose sessions use more threads, which spin between
+// operators, for requests that arrive while the service is otherwise idle. Errors come back as values,
 // because a FaceGateError thrown across the thread boundary would lose its code.
 import { loadConfig } from '@facegate/config';
 import { type SerializedError, serializeError } from '@facegate/errors';
@@ -14,7 +14,7 @@ const config = loadConfig();
 const pipelineReady: Promise<FacePipeline> = FacePipeline.create(config);
 const idlePipelineReady: Promise<FacePipeline> | undefined =
   config.onnxIdleThreads > config.onnxThreads
-    ? FacePipeline.create({ ...config, onnxThreads: config.onnxIdleThreads })
+    ? FacePipeline.create({ ...config, onnxThreads: config.onnxIdleThreads, onnxSpinning: true })
     : undefined;
 // Keeps an early model-load failure from becoming an unhandled rejection; the
 // first task reports it.

@@ -9,7 +9,7 @@ import { type DecodedImage, decodeImage } from './decode.js';
 import { type DetectOptions, YunetDetector, assertDetectorModel } from './detector.js';
 import { Embedder } from './embedder.js';
 import { DETECTOR_MODELS, EMBEDDER_MODELS, manifestEntry } from './manifest.js';
-import { type LoadedModel, loadModel } from './session.js';
+import { type LoadedModel, type SessionOptions, loadModel } from './session.js';
 import type { DetectedFace, FaceEmbedding, RgbImage, StageTimings } from './types.js';
 
 export type VisionConfig = Pick<
@@ -25,7 +25,13 @@ export type VisionConfig = Pick<
   | 'maxImageBytes'
   | 'maxImagePixels'
   | 'onnxThreads'
->;
+> & {
+  /**
+   * Lets idle intra-op threads spin between operators. Only for sessions that
+   * run while nothing else wants the cores: see SessionOptions.spinning.
+   */
+  onnxSpinning?: boolean;
+};
 
 export interface ModelInfo {
   id: string;
@@ -54,10 +60,18 @@ function elapsedSince(start: number): number {
   return performance.now() - start;
 }
 
+function sessionOptions(config: VisionConfig): SessionOptions {
+  return {
+    modelsDir: config.modelsDir,
+    threads: config.onnxThreads,
+    spinning: config.onnxSpinning ?? false,
+  };
+}
+
 async function loadEmbedderModel(config: VisionConfig): Promise<LoadedModel> {
   const entry = manifestEntry(EMBEDDER_MODELS[config.faceEmbedder]);
   try {
-    return await loadModel(entry, { modelsDir: config.modelsDir, threads: config.onnxThreads });
+    return await loadModel(entry, sessionOptions(config));
   } catch (error) {
     if (
       error instanceof FaceGateError &&
@@ -99,10 +113,7 @@ export class FacePipeline {
     sharp.concurrency(1);
     sharp.cache(false);
     const detectorEntry = manifestEntry(DETECTOR_MODELS[config.faceDetector]);
-    const detectorModel = await loadModel(detectorEntry, {
-      modelsDir: config.modelsDir,
-      threads: config.onnxThreads,
-    });
+    const detectorModel = await loadModel(detectorEntry, sessionOptions(config));
     assertDetectorModel(detectorModel);
     const embedderModel = await loadEmbedderModel(config);
     return new FacePipeline(
