@@ -1,13 +1,20 @@
 #!/usr/bin/env node
-// Builds a second copy of hnswlib-node's addon with AVX2 and FMA instructions,
-// when the CPU of this machine has them. pnpm builds hnswlib-node with the
-// compiler's defaults, which on x86-64 limit hnswlib's distance functions to
-// SSE. With AVX2, a search of 20,000 128-D vectors took 0.34 ms instead of 0.65 ms
-// on the development machine.
-// The copy lives in node_modules/.facegate-native/hnswlib-node-avx2 and
-// @facegate/index loads it only on a CPU that has both instruction sets, so
-// an image built here still starts on an older CPU (with the portable build).
-// FACEGATE_NATIVE_SIMD=off skips the build and removes an existing copy.
+// Builds the optional native addons into node_modules/.facegate-native. Each is a
+// speed-up with a portable fallback, so a failed build warns and the setup goes on.
+//
+// hnswlib-node-avx2: a second copy of hnswlib-node's addon with AVX2 and FMA
+// instructions, when the CPU of this machine has them. pnpm builds hnswlib-node
+// with the compiler's defaults, which on x86-64 limit hnswlib's distance
+// functions to SSE. With AVX2, a search of 20,000 128-D vectors took 0.34 ms
+// instead of 0.65 ms on the development machine. @facegate/index loads it only on
+// a CPU that has both instruction sets, so an image built here still starts on
+// an older CPU (with the portable build). FACEGATE_NATIVE_SIMD=off skips the
+// build and removes an existing copy.
+//
+// jpeg-decoder: packages/vision/native/jpeg-decoder, which @facegate/vision uses
+// to decode plain JPEG files with libjpeg-turbo directly (3 times faster than
+// through sharp; see packages/vision/src/fast-jpeg.ts). FACEGATE_NATIVE_JPEG=off
+// skips the build and removes an existing copy.
 import { spawnSync } from 'node:child_process';
 import {
   cpSync,
@@ -23,8 +30,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
-const target = join(root, 'node_modules', '.facegate-native', 'hnswlib-node-avx2');
-const stampPath = join(target, 'build-stamp.json');
+const nativeDir = join(root, 'node_modules', '.facegate-native');
 const CXXFLAGS = '-O3 -mavx2 -mfma';
 const quiet = process.argv.includes('--quiet');
 
@@ -64,7 +70,41 @@ function nodeGypPath() {
   return candidates.find((candidate) => candidate && existsSync(candidate));
 }
 
-function main() {
+/** True when `stamp` in `target` records exactly `expected` (the build is current). */
+function isCurrent(target, expected) {
+  const stampPath = join(target, 'build-stamp.json');
+  return existsSync(stampPath) && readFileSync(stampPath, 'utf8') === JSON.stringify(expected);
+}
+
+/**
+ * Runs `node-gyp rebuild` in `target` (sources already copied there) and checks that
+ * `addon` came out. Returns false, with `target` removed, when anything failed.
+ */
+function nodeGypBuild(target, addon, env, expected) {
+  const nodeGyp = nodeGypPath();
+  if (!nodeGyp) return false;
+  // Outside npm (plain `node scripts/setup.mjs`) node-gyp would download the Node headers;
+  // the headers installed beside this node serve as well when present.
+  const prefix = dirname(dirname(process.execPath));
+  const nodedir =
+    process.env.npm_config_nodedir ??
+    (existsSync(join(prefix, 'include', 'node', 'node.h')) ? prefix : undefined);
+  const result = spawnSync(
+    process.execPath,
+    [nodeGyp, 'rebuild', ...(nodedir ? [`--nodedir=${nodedir}`] : [])],
+    { cwd: target, stdio: quiet ? 'ignore' : 'inherit', env: { ...process.env, ...env } },
+  );
+  if (result.status !== 0 || !existsSync(join(target, 'build', 'Release', addon))) {
+    rmSync(target, { recursive: true, force: true });
+    return false;
+  }
+  rmSync(join(target, 'build', 'Release', 'obj.target'), { recursive: true, force: true });
+  writeFileSync(join(target, 'build-stamp.json'), JSON.stringify(expected));
+  return true;
+}
+
+function buildHnswlibAvx2() {
+  const target = join(nativeDir, 'hnswlib-node-avx2');
   if (process.env.FACEGATE_NATIVE_SIMD === 'off') {
     if (existsSync(target)) rmSync(target, { recursive: true, force: true });
     log('FACEGATE_NATIVE_SIMD=off: the matcher uses the portable hnswlib-node build');
@@ -82,13 +122,12 @@ function main() {
   const source = dirname(packageJson);
   const version = JSON.parse(readFileSync(packageJson, 'utf8')).version;
   const expected = { package: 'hnswlib-node', version, cxxflags: CXXFLAGS, node: process.version };
-  if (existsSync(stampPath) && readFileSync(stampPath, 'utf8') === JSON.stringify(expected)) return;
-
-  const nodeGyp = nodeGypPath();
-  if (!nodeGyp) {
+  if (isCurrent(target, expected)) return;
+  if (!nodeGypPath()) {
     log('node-gyp not found: the matcher uses the portable hnswlib-node build');
     return;
   }
+
   // Printed even with --quiet: the build takes a while, once.
   console.log(`native: building hnswlib-node ${version} with ${CXXFLAGS} (once, a few seconds)`);
   rmSync(target, { recursive: true, force: true });
@@ -98,33 +137,43 @@ function main() {
   }
   const addonApi = dirname(createRequire(packageJson).resolve('node-addon-api/package.json'));
   symlinkSync(addonApi, join(target, 'node_modules', 'node-addon-api'), 'dir');
-
-  // Outside npm (plain `node scripts/setup.mjs`) node-gyp would download the Node headers;
-  // the headers installed beside this node serve as well when present.
-  const prefix = dirname(dirname(process.execPath));
-  const nodedir =
-    process.env.npm_config_nodedir ??
-    (existsSync(join(prefix, 'include', 'node', 'node.h')) ? prefix : undefined);
-  const result = spawnSync(
-    process.execPath,
-    [nodeGyp, 'rebuild', ...(nodedir ? [`--nodedir=${nodedir}`] : [])],
-    {
-      cwd: target,
-      stdio: quiet ? 'ignore' : 'inherit',
-      env: { ...process.env, CXXFLAGS },
-    },
-  );
-  if (result.status !== 0 || !existsSync(join(target, 'build', 'Release', 'addon.node'))) {
-    // The portable build still works; a failed optional build must not stop the setup.
-    rmSync(target, { recursive: true, force: true });
+  if (!nodeGypBuild(target, 'addon.node', { CXXFLAGS }, expected)) {
     console.warn(
       'native: the AVX2 build of hnswlib-node failed; the matcher uses the portable build',
     );
     return;
   }
-  rmSync(join(target, 'build', 'Release', 'obj.target'), { recursive: true, force: true });
-  writeFileSync(stampPath, JSON.stringify(expected));
   log('AVX2 build of hnswlib-node ready');
 }
 
-main();
+function buildJpegDecoder() {
+  const target = join(nativeDir, 'jpeg-decoder');
+  if (process.env.FACEGATE_NATIVE_JPEG === 'off') {
+    if (existsSync(target)) rmSync(target, { recursive: true, force: true });
+    log('FACEGATE_NATIVE_JPEG=off: every image is decoded through sharp');
+    return;
+  }
+  const source = join(root, 'packages', 'vision', 'native', 'jpeg-decoder');
+  const files = ['binding.gyp', 'decoder.c'];
+  const expected = {
+    addon: 'jpeg-decoder',
+    sources: files.map((file) => readFileSync(join(source, file), 'utf8')).join('\n'),
+    node: process.version,
+  };
+  if (isCurrent(target, expected)) return;
+  if (!nodeGypPath()) {
+    log('node-gyp not found: every image is decoded through sharp');
+    return;
+  }
+  rmSync(target, { recursive: true, force: true });
+  mkdirSync(target, { recursive: true });
+  for (const file of files) cpSync(join(source, file), join(target, file));
+  if (!nodeGypBuild(target, 'jpeg_decoder.node', {}, expected)) {
+    console.warn('native: the JPEG decoder addon did not build; images are decoded through sharp');
+    return;
+  }
+  log('JPEG decoder addon ready');
+}
+
+buildHnswlibAvx2();
+buildJpegDecoder();

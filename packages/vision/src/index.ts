@@ -2,6 +2,7 @@ export * from './align.js';
 export * from './decode.js';
 export * from './detector.js';
 export * from './embedder.js';
+export { fastJpegStatus, type FastJpegStatus } from './fast-jpeg.js';
 export * from './gc.js';
 export * from './manifest.js';
 export * from './pipeline.js';
