@@ -59,6 +59,7 @@ async function main(): Promise<void> {
       threads: pool.threads,
       onnxThreads: config.onnxThreads,
       idleThreads: models.idleThreads,
+      fastJpeg: models.fastJpeg,
     },
     'models loaded',
   );
@@ -191,6 +192,7 @@ async function main(): Promise<void> {
         models: models.models,
         threads: pool.threads,
         idleThreads: models.idleThreads,
+        fastJpeg: models.fastJpeg.enabled,
         idleRuns: pool.idleRuns,
         concurrency: config.inferenceConcurrency,
         processed,

@@ -1,4 +1,4 @@
-import type { DetectedFace, ModelInfo, StageTimings } from '@facegate/vision';
+import type { DetectedFace, FastJpegStatus, ModelInfo, StageTimings } from '@facegate/vision';
 
 export interface ThreadParams {
   minScore?: number;
@@ -15,7 +15,13 @@ export type ThreadRequest =
   | { op: 'analyze'; bytes: Uint8Array; params: ThreadParams; idle: boolean };
 
 export type ThreadResponse =
-  | { op: 'ping'; modelId: string; models: ModelInfo[]; idleThreads: number | null }
+  | {
+      op: 'ping';
+      modelId: string;
+      models: ModelInfo[];
+      idleThreads: number | null;
+      fastJpeg: FastJpegStatus;
+    }
   | {
       op: 'detect';
       image: { width: number; height: number };

@@ -6,7 +6,7 @@
 // because a FaceGateError thrown across the thread boundary would lose its code.
 import { loadConfig } from '@facegate/config';
 import { type SerializedError, serializeError } from '@facegate/errors';
-import { FacePipeline } from '@facegate/vision';
+import { FacePipeline, fastJpegStatus } from '@facegate/vision';
 
 import type { ThreadRequest, ThreadResponse } from './thread-messages.js';
 
@@ -34,6 +34,7 @@ async function handle(request: ThreadRequest): Promise<ThreadResponse> {
         modelId: pipeline.modelId,
         models: pipeline.models,
         idleThreads: idlePipelineReady ? config.onnxIdleThreads : null,
+        fastJpeg: fastJpegStatus,
       };
     case 'detect': {
       const result = await pipeline.detect(request.bytes, request.params);
