@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Starts the whole stack on this machine as separate processes: the matcher,
-// INFERENCE_WORKERS inference workers (default 2) and the gateway, after running
+// INFERENCE_WORKERS inference workers (default 1) and the gateway, after running
 // the setup (when needed) and the build. Ctrl-C or SIGTERM stops all of them; if
 // one exits on its own, the others are stopped too and this script exits non-zero.
 // `npm start` execs this script, so the SIGINT or SIGTERM that npm forwards reaches
@@ -27,7 +27,7 @@ function prepare(script, args) {
   }
 }
 
-const workers = Number(process.env.INFERENCE_WORKERS || 2);
+const workers = Number(process.env.INFERENCE_WORKERS || 1);
 if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
   console.error(
     `start: INFERENCE_WORKERS must be an integer from 1 to 64, got '${process.env.INFERENCE_WORKERS}'`,

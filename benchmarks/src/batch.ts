@@ -1,4 +1,4 @@
-// Bulk extraction benchmark (`npm run bench:batch`). It starts the stack (gateway, 2
+// Bulk extraction benchmark (`npm run bench:batch`). It starts the stack (gateway,
 // inference workers, matcher) with the Stack harness and runs one directory batch over
 // the LFW photos in FACES_DIR/lfw (11,817 photos, or the first --limit N in name order).
 // It prints the images/s of the batch next to the CPU limit measured in the same run,
@@ -6,7 +6,8 @@
 // FacePipeline.analyze on one thread over a sample of LFW photos. Every few seconds it samples each process's
 // resident memory (VmRSS in /proc/<pid>/status) to show whether memory stays flat.
 // Options: --limit N (photos), --sample N (photos timed in-process, default 200),
-// --rss-interval-ms N (default 3000).
+// --rss-interval-ms N (default 3000), --workers N (inference worker processes,
+// default 1 as in npm start; INFERENCE_THREADS from the environment reaches them).
 import { mkdir, mkdtemp, readFile, readdir, rm, symlink } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -129,6 +130,8 @@ async function main(): Promise<void> {
   const limit = option('limit', Number.MAX_SAFE_INTEGER);
   const sampleSize = option('sample', 200);
   const rssIntervalMs = option('rss-interval-ms', 3000);
+  const workers = option('workers', 1);
+  const threads = loadConfig().inferenceThreads;
   const cores = cpus().length;
 
   const photos = await lfwPhotos(lfw, limit);
@@ -148,7 +151,7 @@ async function main(): Promise<void> {
   const source = linkDir ?? lfw;
 
   const stack = new Stack();
-  await stack.start({ workers: 2, env: { LOG_LEVEL: 'warn' } });
+  await stack.start({ workers, env: { LOG_LEVEL: 'warn' } });
   const startedMs = performance.now();
   const rss = startRssSampling(stack, rssIntervalMs, startedMs);
   const cpuBefore = await cpuSnapshot(stack);
@@ -193,7 +196,7 @@ async function main(): Promise<void> {
     const batchS = (finished - created) / 1000;
     const total = Number(report.total);
     const lines = [
-      `bulk extraction of ${total} LFW photos, directory source, 2 inference workers (INFERENCE_THREADS 1), ${cores} cores`,
+      `bulk extraction of ${total} LFW photos, directory source, ${workers} inference worker(s) with ${threads} thread(s) each, ${cores} cores`,
       `status ${String(report.status)}: stored ${String(report.facesStored)}, multiple faces ${String(report.multipleFaces)}, no face ${String(report.noFace)}, too small ${String(report.tooSmall)}, failed ${String(report.failed)}`,
       `throughput: ${(total / batchS).toFixed(1)} images/s (${batchS.toFixed(1)} s from POST to completed; ${wallS.toFixed(1)} s with polling)`,
       `CPU limit: ${cpuLimit.toFixed(1)} images/s (${cores} cores / ${costMs.toFixed(2)} ms per image in-process, ${sample.length} LFW photos, one thread)`,

@@ -1,14 +1,14 @@
 // End-to-end service benchmark (`npm run bench:service`): /api/v1/recognize on
 // a 640x480 one-face JPEG with a gallery of --gallery faces (default 100,000
 // random unit vectors, as the peer loads), at concurrency 1 and 16, through
-// the whole stack (gateway, 2 inference workers, matcher) started here, then
+// the whole stack (gateway, inference workers, matcher) started here, then
 // the Python peer in ../shared/peers through its own bench.sh, one after the
 // other on the same machine. Prints loadgen's figures, the server CPU per request
 // of the stack's processes, and the CPU limit (cores / in-process per-image cost)
 // measured in this run. Then it prints the CPU per request of each process, with
 // PostgreSQL, Redis and the load generator itself.
 // Options: --gallery N, --requests1 N, --requests16 N, --workers N (inference
-// worker processes, default 2), --skip-peer. INFERENCE_THREADS and
+// worker processes, default 1 as in npm start), --skip-peer. INFERENCE_THREADS and
 // INFERENCE_CONCURRENCY from the environment reach the workers.
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, existsSync } from 'node:fs';
@@ -174,7 +174,7 @@ async function main(): Promise<void> {
   try {
     const started = performance.now();
     await stack.start({
-      workers: option('workers', 2),
+      workers: option('workers', 1),
       env: { LOG_LEVEL: 'warn' },
       readyTimeoutMs: 900_000,
     });

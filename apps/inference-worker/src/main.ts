@@ -4,7 +4,7 @@
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 
-import { loadConfigOrExit } from '@facegate/config';
+import { inferenceConcurrency, loadConfigOrExit } from '@facegate/config';
 import {
   type Heartbeat,
   type InferenceJob,
@@ -48,6 +48,7 @@ async function main(): Promise<void> {
   const startedAt = new Date().toISOString();
 
   const pool = new VisionPool(config.inferenceThreads);
+  const concurrency = inferenceConcurrency(config);
   const models = await pool.warmUp().catch(async (error: unknown) => {
     logger.fatal({ err: error }, 'models failed to load');
     await pool.close();
@@ -142,7 +143,7 @@ async function main(): Promise<void> {
   const worker = new Worker<InferenceJob>(QUEUE_NAMES.inference, processJob, {
     connection: createRedis(config.redisUrl, { blocking: true }),
     prefix: keys.bullPrefix,
-    concurrency: config.inferenceConcurrency,
+    concurrency,
     // A worker that dies mid-job stops renewing its lock; after lockDuration the
     // stalled check hands the job to another worker.
     lockDuration: 5000,
@@ -174,7 +175,7 @@ async function main(): Promise<void> {
     {
       connection: createRedis(config.redisUrl, { blocking: true }),
       prefix: keys.bullPrefix,
-      concurrency: config.inferenceConcurrency,
+      concurrency,
     },
   );
 
@@ -194,7 +195,7 @@ async function main(): Promise<void> {
         idleThreads: models.idleThreads,
         fastJpeg: models.fastJpeg.enabled,
         idleRuns: pool.idleRuns,
-        concurrency: config.inferenceConcurrency,
+        concurrency,
         processed,
         utilization: pool.utilization,
       },
@@ -205,7 +206,7 @@ async function main(): Promise<void> {
     beat(true).catch((error: unknown) => logger.warn({ err: error }, 'heartbeat failed'));
   }, config.heartbeatIntervalMs);
   await beat(true).catch((error: unknown) => logger.warn({ err: error }, 'heartbeat failed'));
-  logger.info({ id, concurrency: config.inferenceConcurrency }, 'inference worker started');
+  logger.info({ id, concurrency }, 'inference worker started');
 
   let stopping: Promise<void> | undefined;
   async function shutdown(signal: string): Promise<void> {

@@ -47,6 +47,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 }
 
 /**
+ * Jobs one inference worker process takes at once: INFERENCE_CONCURRENCY, else two
+ * per thread, so that one runs while the next is already fetched and waiting.
+ */
+export function inferenceConcurrency(
+  config: Pick<Config, 'inferenceConcurrency' | 'inferenceThreads'>,
+): number {
+  return config.inferenceConcurrency ?? 2 * config.inferenceThreads;
+}
+
+/**
  * The folder of test photos used by tests and benchmarks: FACES_DIR, else
  * ../shared/faces beside the repository. Undefined when it has no lfw/ folder.
  */
