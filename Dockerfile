@@ -44,8 +44,12 @@ RUN pnpm fetch
 # relative ./node_modules/.bin first in PATH. turbo 2.6 then looks for pnpm
 # there inside each package folder and fails to spawn it.
 COPY . .
+# The JPEG decoder addon (scripts/build-native.mjs) runs on any x86-64 CPU, so it
+# goes into the image; the AVX2 copy of hnswlib-node would fit only CPUs like the
+# build machine's, so it stays out.
 RUN pnpm install --frozen-lockfile --offline \
-  && ./node_modules/.bin/turbo run build
+  && ./node_modules/.bin/turbo run build \
+  && FACEGATE_NATIVE_SIMD=off node scripts/build-native.mjs
 
 # The production tree goes to a clean folder with the repository layout, because
 # @facegate/config finds the root by its pnpm-workspace.yaml and the vision
@@ -64,7 +68,12 @@ RUN set -eu; \
     cp "$project/package.json" "/out/$project/"; \
     cp -R "$project/dist/src" "/out/$project/dist/src"; \
   done; \
-  pnpm install --dir /out --frozen-lockfile --offline --prod
+  pnpm install --dir /out --frozen-lockfile --offline --prod; \
+  if [ -f node_modules/.facegate-native/jpeg-decoder/build/Release/jpeg_decoder.node ]; then \
+    mkdir -p /out/node_modules/.facegate-native/jpeg-decoder/build/Release; \
+    cp node_modules/.facegate-native/jpeg-decoder/build/Release/jpeg_decoder.node \
+      /out/node_modules/.facegate-native/jpeg-decoder/build/Release/; \
+  fi
 
 FROM ${NODE_IMAGE} AS runtime
 
