@@ -15,8 +15,8 @@ export interface SessionOptions {
   /**
    * Whether intra-op threads spin between operators during a run (default
    * false). With 2 threads on 2 cores, spinning made YuNet and MobileFaceNet
-   * about 1.5 times faster than blocking (which wakes a thread for every
-   * operator) for 20 % more CPU, but when other sessions want the cores it only
+   * about 1.5 times faster than blocking, which wakes a thread for every
+   * operator, for 20 % more CPU. When other sessions want the cores, it only
    * burns them: with every worker thread busy, it doubled the CPU per image.
    */
   spinning?: boolean;
