@@ -165,7 +165,8 @@ export async function readImages(
     if (names.length !== 1) {
       throw new FaceGateError(
         'UNSUPPORTED_MEDIA_TYPE',
-        `this route takes ${names.join(' and ')}: send multipart/form-data or JSON`,
+        `this route takes its images as named fields (${all.join(', ')}), not as a raw ${type} body: ` +
+          'send multipart/form-data or JSON',
       );
     }
     images.set(names[0]!, await readBody(request, limits.maxImageBytes));

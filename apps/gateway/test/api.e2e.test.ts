@@ -121,6 +121,18 @@ describe(
       });
     }
 
+    test('verify refuses a raw image body and names its fields', async () => {
+      const response = await call(stack, 'POST', '/api/v1/verify', {
+        raw: await photo('edge/multi_face/couple.jpg'),
+        type: 'image/jpeg',
+      });
+
+      assert.equal(response.status, 415);
+      assert.equal(response.json.error.code, 'UNSUPPORTED_MEDIA_TYPE');
+      assert.match(response.json.error.message, /\(image, image_a, image_b\)/);
+      assert.match(response.json.error.message, /raw image\/jpeg body/);
+    });
+
     test('unknown or out-of-range query parameters get 400', async () => {
       const image = await photo('edge/png/32bit.png');
 
