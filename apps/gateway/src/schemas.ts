@@ -81,9 +81,56 @@ export function parse<T extends z.ZodType>(schema: T, value: unknown, where: str
     const path = issue.path.join('.');
     if (issue.code === 'unrecognized_keys')
       return `unknown ${where} parameter(s): ${issue.keys.join(', ')}`;
-    return path ? `${where} '${path}': ${issue.message}` : `${where}: ${issue.message}`;
+    const message = describeIssue(issue, valueAt(value, issue.path));
+    return path ? `${where} '${path}': ${message}` : `${where}: ${message}`;
   });
   throw new FaceGateError('INVALID_REQUEST', problems.join('; '), { details: { problems } });
+}
+
+/** Finds the value as sent at an issue's path (before coercion), or undefined. */
+function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
+  let current = value;
+  for (const key of path) {
+    if (typeof current !== 'object' || current === null) return undefined;
+    current = (current as Record<PropertyKey, unknown>)[key];
+  }
+  return current;
+}
+
+/** Shows a value as sent, shortened: a client may echo anything. */
+function shown(value: unknown): string {
+  const text = typeof value === 'string' ? `'${value}'` : JSON.stringify(value);
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
+/**
+ * Words one problem for the client in terms of what it sent, where zod's own message
+ * would name its internals ("expected number, received NaN").
+ */
+function describeIssue(issue: z.core.$ZodIssue, sent: unknown): string {
+  if (sent === undefined && issue.code === 'invalid_type') return 'is required';
+  if (Array.isArray(sent) && issue.code === 'invalid_type' && issue.expected !== 'array')
+    return 'is given more than once';
+  switch (issue.code) {
+    case 'invalid_type':
+      return `must be ${issue.expected === 'number' ? 'a number' : `of type ${issue.expected}`}, got ${shown(sent)}`;
+    case 'too_big':
+      if (issue.origin === 'string')
+        return `must be at most ${String(issue.maximum)} characters long`;
+      return `must be ${issue.inclusive === false ? 'below' : 'at most'} ${String(issue.maximum)}, got ${shown(sent)}`;
+    case 'too_small':
+      if (issue.origin === 'string')
+        return issue.minimum === 1
+          ? 'must not be empty'
+          : `must be at least ${String(issue.minimum)} characters long`;
+      return `must be ${issue.inclusive === false ? 'above' : 'at least'} ${String(issue.minimum)}, got ${shown(sent)}`;
+    case 'invalid_format':
+      return `must be a valid ${issue.format}, got ${shown(sent)}`;
+    case 'invalid_value':
+      return `must be one of ${issue.values.map((value) => shown(value)).join(', ')}, got ${shown(sent)}`;
+    default:
+      return issue.message;
+  }
 }
 
 /** Returns the path of the first string (key or value) containing U+0000, or null. */

@@ -1,0 +1,73 @@
+// Request validation messages: each names the parameter and what was wrong with
+// the value as the client sent it.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { FaceGateError } from '@facegate/errors';
+
+import { newVisitorBody, parse, recognizeQuery, verifyQuery } from '../src/schemas.js';
+
+function messageOf(run: () => unknown): string {
+  try {
+    run();
+  } catch (error) {
+    assert.ok(error instanceof FaceGateError);
+    assert.equal(error.code, 'INVALID_REQUEST');
+    return error.message;
+  }
+  assert.fail('expected INVALID_REQUEST');
+}
+
+test('a repeated query parameter is reported as repeated', () => {
+  const message = messageOf(() => parse(recognizeQuery, { limit: ['1', '2'] }, 'query'));
+
+  assert.equal(message, "query 'limit': is given more than once");
+});
+
+test('a number parameter that is not a number shows what was sent', () => {
+  const message = messageOf(() => parse(recognizeQuery, { min_score: 'abc' }, 'query'));
+
+  assert.equal(message, "query 'min_score': must be a number, got 'abc'");
+});
+
+test('out-of-range numbers name the bound and the value', () => {
+  assert.equal(
+    messageOf(() => parse(recognizeQuery, { min_score: '7' }, 'query')),
+    "query 'min_score': must be at most 1, got '7'",
+  );
+  assert.equal(
+    messageOf(() => parse(recognizeQuery, { top_k: '0' }, 'query')),
+    "query 'top_k': must be at least 1, got '0'",
+  );
+});
+
+test('a missing or empty required field is named', () => {
+  assert.equal(
+    messageOf(() => parse(newVisitorBody, {}, 'body')),
+    "body 'name': is required",
+  );
+  assert.equal(
+    messageOf(() => parse(newVisitorBody, { name: '   ' }, 'body')),
+    "body 'name': must not be empty",
+  );
+  assert.equal(
+    messageOf(() => parse(newVisitorBody, { name: 'x'.repeat(201) }, 'body')),
+    "body 'name': must be at most 200 characters long",
+  );
+});
+
+test('a malformed id and a long value are shown shortened', () => {
+  const message = messageOf(() =>
+    parse(verifyQuery, { visitor_id: `not-a-uuid-${'z'.repeat(100)}` }, 'query'),
+  );
+
+  assert.match(message, /^query 'visitor_id': must be a valid uuid, got 'not-a-uuid-z+\.\.\.$/);
+  assert.ok(message.length < 120, message);
+});
+
+test('several problems are listed together', () => {
+  const message = messageOf(() => parse(recognizeQuery, { min_score: 'abc', foo: '1' }, 'query'));
+
+  assert.match(message, /unknown query parameter\(s\): foo/);
+  assert.match(message, /query 'min_score': must be a number, got 'abc'/);
+});
