@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 
 import type { Config } from '@facegate/config';
-import { FaceGateError } from '@facegate/errors';
+import { FaceGateError, namingInput } from '@facegate/errors';
 import {
   FacePipeline,
   cosineSimilarity,
@@ -117,7 +117,9 @@ export async function verifyCommand(config: Config, args: readonly string[]): Pr
 
     const vectors: Float32Array[] = [];
     for (const [index, bytes] of [bytesA!, bytesB!].entries()) {
-      const analysis = await pipeline.analyze(bytes);
+      const analysis = await pipeline.analyze(bytes).catch((error: unknown) => {
+        throw namingInput(error, `'${positional[index]!}'`);
+      });
       const face = largestFace(analysis.faces);
       if (!face) {
         throw new FaceGateError('NO_FACE', `no face was found in '${positional[index]!}'`);

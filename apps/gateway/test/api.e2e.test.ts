@@ -121,6 +121,18 @@ describe(
       });
     }
 
+    test('verify names the image that cannot be decoded', async () => {
+      const good = await photo('lfw/Aaron_Peirsol/Aaron_Peirsol_0001.jpg');
+      const response = await call(stack, 'POST', '/api/v1/verify', {
+        form: { image_a: good, image_b: good.subarray(0, Math.floor(good.length / 2)) },
+      });
+
+      assert.equal(response.status, 400, JSON.stringify(response.json));
+      assert.equal(response.json.error.code, 'IMAGE_CORRUPT');
+      assert.match(response.json.error.message, /^image_b: /);
+      assert.equal(response.json.error.details?.input, 'image_b');
+    });
+
     test('verify refuses a raw image body and names its fields', async () => {
       const response = await call(stack, 'POST', '/api/v1/verify', {
         raw: await photo('edge/multi_face/couple.jpg'),

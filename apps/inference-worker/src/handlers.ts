@@ -21,7 +21,7 @@ import {
   listVisitorEmbeddings,
   maxChangeSeq,
 } from '@facegate/db';
-import { FaceGateError } from '@facegate/errors';
+import { FaceGateError, namingInput } from '@facegate/errors';
 import { cosineSimilarity, defaultVerifyThreshold, largestFace } from '@facegate/vision';
 import type { Redis } from 'ioredis';
 
@@ -166,7 +166,11 @@ async function largestFaceVector(
   blobKey: string,
   label: string,
 ): Promise<{ vector: Float32Array; modelId: string }> {
-  const result = await context.pool.analyze(await getBlob(context.redis, blobKey), {});
+  const bytes = await getBlob(context.redis, blobKey);
+  const result = await context.pool.analyze(bytes, {}).catch((error: unknown) => {
+    // The field name, so a client can tell which of its images is at fault.
+    throw namingInput(error, label === 'the image' ? 'image' : label);
+  });
   const face = largestFace(result.faces);
   if (!face) throw new FaceGateError('NO_FACE', `no face was found in ${label}`);
   return { vector: face.embedding, modelId: result.modelId };

@@ -128,6 +128,20 @@ export function isInputErrorCode(code: ErrorCode): boolean {
   return INPUT_ERRORS.has(code);
 }
 
+/**
+ * Names which input an image error is about, for requests that carry several
+ * images ("image_b: the JPEG data is corrupt ..."). Other errors come back as
+ * they are.
+ */
+export function namingInput(error: unknown, input: string): unknown {
+  if (!(error instanceof FaceGateError) || !error.code.startsWith('IMAGE_')) return error;
+  return new FaceGateError(error.code, `${input}: ${error.message}`, {
+    status: error.status,
+    details: { ...error.details, input },
+    cause: error,
+  });
+}
+
 /** Converts any thrown value to the plain form sent across queues and HTTP. */
 export function serializeError(error: unknown): SerializedError {
   if (error instanceof FaceGateError) {
