@@ -32,6 +32,11 @@ function mediaType(request: Request): string {
   return (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
 }
 
+/** A media type for an error message, cut short: the header may be kilobytes long. */
+function shownType(type: string): string {
+  return type.length > 100 ? `${type.slice(0, 97)}...` : type;
+}
+
 /** Reads the raw body up to `maxBytes`, rejecting with 413 as soon as it is exceeded. */
 function readBody(request: Request, maxBytes: number): Promise<Buffer> {
   const declared = Number(request.headers['content-length']);
@@ -165,7 +170,7 @@ export async function readImages(
     if (names.length !== 1) {
       throw new FaceGateError(
         'UNSUPPORTED_MEDIA_TYPE',
-        `this route takes its images as named fields (${all.join(', ')}), not as a raw ${type} body: ` +
+        `this route takes its images as named fields (${all.join(', ')}), not as a raw ${shownType(type)} body: ` +
           'send multipart/form-data or JSON',
       );
     }
@@ -194,7 +199,7 @@ export async function readImages(
   } else {
     throw new FaceGateError(
       'UNSUPPORTED_MEDIA_TYPE',
-      `unsupported Content-Type '${type}'; send multipart/form-data, image/*, or application/json`,
+      `unsupported Content-Type '${shownType(type)}'; send multipart/form-data, image/*, or application/json`,
     );
   }
 
@@ -216,7 +221,7 @@ export async function readJson(request: Request, maxBytes = 1024 * 1024): Promis
   if (type !== 'application/json') {
     throw new FaceGateError(
       'UNSUPPORTED_MEDIA_TYPE',
-      `expected Content-Type application/json, got '${type || 'none'}'`,
+      `expected Content-Type application/json, got '${shownType(type) || 'none'}'`,
     );
   }
   const chunks: Buffer[] = [];

@@ -133,6 +133,18 @@ describe(
       assert.equal(response.json.error.details?.input, 'image_b');
     });
 
+    test('a very long Content-Type is cut short in the error', async () => {
+      const type = `text/${'x'.repeat(4000)}`;
+      const response = await call(stack, 'POST', '/api/v1/detect', {
+        raw: Buffer.from('hello'),
+        type,
+      });
+
+      assert.equal(response.status, 415);
+      assert.equal(response.json.error.code, 'UNSUPPORTED_MEDIA_TYPE');
+      assert.ok(response.json.error.message.length < 200, response.json.error.message);
+    });
+
     test('verify refuses a raw image body and names its fields', async () => {
       const response = await call(stack, 'POST', '/api/v1/verify', {
         raw: await photo('edge/multi_face/couple.jpg'),
