@@ -103,13 +103,18 @@ function nodeGypBuild(target, addon, env, expected) {
   return true;
 }
 
+/** Returns true, after removing `target`, when `variable` is set to off for this run. */
+function turnedOff(variable, target, fallback) {
+  if (process.env[variable] !== 'off') return false;
+  if (existsSync(target)) rmSync(target, { recursive: true, force: true });
+  log(`${variable}=off: ${fallback}`);
+  return true;
+}
+
 function buildHnswlibAvx2() {
   const target = join(nativeDir, 'hnswlib-node-avx2');
-  if (process.env.FACEGATE_NATIVE_SIMD === 'off') {
-    if (existsSync(target)) rmSync(target, { recursive: true, force: true });
-    log('FACEGATE_NATIVE_SIMD=off: the matcher uses the portable hnswlib-node build');
+  if (turnedOff('FACEGATE_NATIVE_SIMD', target, 'the matcher uses the portable hnswlib-node build'))
     return;
-  }
   const flags = cpuFlags();
   if (process.arch !== 'x64' || !flags.has('avx2') || !flags.has('fma')) {
     log('this CPU lacks AVX2 or FMA: the matcher uses the portable hnswlib-node build');
@@ -148,11 +153,7 @@ function buildHnswlibAvx2() {
 
 function buildJpegDecoder() {
   const target = join(nativeDir, 'jpeg-decoder');
-  if (process.env.FACEGATE_NATIVE_JPEG === 'off') {
-    if (existsSync(target)) rmSync(target, { recursive: true, force: true });
-    log('FACEGATE_NATIVE_JPEG=off: every image is decoded through sharp');
-    return;
-  }
+  if (turnedOff('FACEGATE_NATIVE_JPEG', target, 'every image is decoded through sharp')) return;
   const source = join(root, 'packages', 'vision', 'native', 'jpeg-decoder');
   const files = ['binding.gyp', 'decoder.c'];
   const expected = {

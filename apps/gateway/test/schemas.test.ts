@@ -18,19 +18,19 @@ function messageOf(run: () => unknown): string {
   assert.fail('expected INVALID_REQUEST');
 }
 
-test('a repeated query parameter is reported as repeated', () => {
+test('repeated query parameter', () => {
   const message = messageOf(() => parse(recognizeQuery, { limit: ['1', '2'] }, 'query'));
 
   assert.equal(message, "query 'limit': is given more than once");
 });
 
-test('a number parameter that is not a number shows what was sent', () => {
+test('non-numeric number parameter', () => {
   const message = messageOf(() => parse(recognizeQuery, { min_score: 'abc' }, 'query'));
 
   assert.equal(message, "query 'min_score': must be a number, got 'abc'");
 });
 
-test('out-of-range numbers name the bound and the value', () => {
+test('out-of-range numbers', () => {
   assert.equal(
     messageOf(() => parse(recognizeQuery, { min_score: '7' }, 'query')),
     "query 'min_score': must be at most 1, got '7'",
@@ -41,7 +41,7 @@ test('out-of-range numbers name the bound and the value', () => {
   );
 });
 
-test('a missing or empty required field is named', () => {
+test('missing, empty or long field', () => {
   assert.equal(
     messageOf(() => parse(newVisitorBody, {}, 'body')),
     "body 'name': is required",
@@ -56,7 +56,7 @@ test('a missing or empty required field is named', () => {
   );
 });
 
-test('a malformed id and a long value are shown shortened', () => {
+test('malformed uuid shown shortened', () => {
   const message = messageOf(() =>
     parse(verifyQuery, { visitor_id: `not-a-uuid-${'z'.repeat(100)}` }, 'query'),
   );
@@ -65,7 +65,7 @@ test('a malformed id and a long value are shown shortened', () => {
   assert.ok(message.length < 120, message);
 });
 
-test('several problems are listed together', () => {
+test('several problems listed together', () => {
   const message = messageOf(() => parse(recognizeQuery, { min_score: 'abc', foo: '1' }, 'query'));
 
   assert.match(message, /unknown query parameter\(s\): foo/);

@@ -2,8 +2,9 @@
  * A faster decoder for plain JPEG files: libjpeg-turbo's TurboJPEG API called
  * through a small addon (native/jpeg-decoder, compiled by `npm run setup` into
  * node_modules/.facegate-native). On the 640x480 benchmark photo it took 0.8 ms
- * where sharp took 2.3 ms, with the same bytes out (both run libjpeg-turbo's
- * accurate IDCT and smooth upsampling; checked on 301 LFW and benchmark photos).
+ * where sharp took 2.3 ms. The bytes out are the same, because both run
+ * libjpeg-turbo's accurate IDCT and smooth upsampling (checked on 301 LFW and
+ * benchmark photos).
  *
  * Only files that sharp would decode to exactly these bytes take this path:
  * baseline or progressive 8-bit JPEG with 1 or 3 components, no Adobe marker,
@@ -23,7 +24,7 @@ interface JpegDecoderAddon {
   decode(bytes: Uint8Array, maxPixels: number): { width: number; height: number; data: Buffer };
 }
 
-/** What the fast path runs on: the library it loaded, or why it is off. */
+/** State of the fast path: the library it loaded, or why it is off. */
 export type FastJpegStatus =
   | { enabled: true; library: string }
   | { enabled: false; reason: string };
@@ -89,7 +90,7 @@ const loaded = load();
 /** Whether plain JPEG files skip sharp in this process, and with which library. */
 export const fastJpegStatus: FastJpegStatus = loaded.status;
 
-/** What the markers before the first scan say about a JPEG file. */
+/** Facts from the marker segments before the first scan of a JPEG file. */
 export interface JpegHeader {
   /** Start-of-frame marker: 0xc0 baseline, 0xc1 extended, 0xc2 progressive, others rarer. */
   frameMarker: number;

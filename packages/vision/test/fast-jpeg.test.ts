@@ -45,14 +45,14 @@ async function samplePhotos(): Promise<[string, Buffer][]> {
 }
 
 test(
-  'the fast path is on where setup builds it',
+  'fast path enabled after setup',
   { skip: expectEnabled ? false : 'fast path not expected here' },
   () => {
     assert.equal(fastJpegStatus.enabled, true, JSON.stringify(fastJpegStatus));
   },
 );
 
-test('plain JPEG photos decode to the same bytes as through sharp', { skip }, async () => {
+test('plain JPEG decodes as sharp does', { skip }, async () => {
   let fast = 0;
   for (const [file, bytes] of await samplePhotos()) {
     const header = readJpegHeader(bytes);
@@ -70,7 +70,7 @@ test('plain JPEG photos decode to the same bytes as through sharp', { skip }, as
   if (fastJpegStatus.enabled) assert.ok(fast >= 10, `only ${fast} photos took the fast path`);
 });
 
-test('progressive and grayscale JPEG take the fast path', { skip }, async () => {
+test('progressive and grayscale JPEG are plain', { skip }, async () => {
   const photo = await readFile(join(faces!, 'edge', 'multi_face', 'couple.jpg'));
   const progressive = await sharp(photo).jpeg({ progressive: true, quality: 85 }).toBuffer();
   const gray = await sharp(photo).toColourspace('b-w').jpeg({ quality: 85 }).toBuffer();
@@ -85,7 +85,7 @@ test('progressive and grayscale JPEG take the fast path', { skip }, async () => 
   assert.equal(readJpegHeader(gray)!.components, 1);
 });
 
-test('rotated, CMYK and ICC-tagged JPEG are left to sharp', { skip }, async () => {
+test('rotated, CMYK, ICC-tagged JPEG go to sharp', { skip }, async () => {
   const rotated = await readFile(
     join(faces!, 'edge', 'exif_orientation', 'portrait-orientation-6.jpg'),
   );
@@ -105,7 +105,7 @@ test('rotated, CMYK and ICC-tagged JPEG are left to sharp', { skip }, async () =
   }
 });
 
-test('damaged or oversized JPEG is not decoded by the fast path', { skip }, async () => {
+test('damaged or oversized JPEG rejected', { skip }, async () => {
   const photo = await readFile(join(faces!, 'edge', 'multi_face', 'couple.jpg'));
   const truncated = photo.subarray(0, Math.floor(photo.length / 2));
   const header = readJpegHeader(photo)!;
