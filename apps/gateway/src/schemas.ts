@@ -81,7 +81,7 @@ export function parse<T extends z.ZodType>(schema: T, value: unknown, where: str
     const path = issue.path.join('.');
     if (issue.code === 'unrecognized_keys')
       return `unknown ${where} parameter(s): ${issue.keys.join(', ')}`;
-    const message = describeIssue(issue, valueAt(value, issue.path));
+    const message = describeIssue(issue, valueAt(value, issue.path), where);
     return path ? `${where} '${path}': ${message}` : `${where}: ${message}`;
   });
   throw new FaceGateError('INVALID_REQUEST', problems.join('; '), { details: { problems } });
@@ -107,12 +107,14 @@ function shown(value: unknown): string {
  * Words one problem for the client in terms of what it sent, where zod's own message
  * would name its internals ("expected number, received NaN").
  */
-function describeIssue(issue: z.core.$ZodIssue, sent: unknown): string {
+function describeIssue(issue: z.core.$ZodIssue, sent: unknown, where: string): string {
   if (sent === undefined && issue.code === 'invalid_type') return 'is required';
-  if (Array.isArray(sent) && issue.code === 'invalid_type' && issue.expected !== 'array')
+  // The query parser turns a repeated parameter into an array.
+  if (where === 'query' && Array.isArray(sent) && issue.code === 'invalid_type')
     return 'is given more than once';
   switch (issue.code) {
     case 'invalid_type':
+      if (issue.expected === 'object') return `must be a JSON object, got ${shown(sent)}`;
       return `must be ${issue.expected === 'number' ? 'a number' : `of type ${issue.expected}`}, got ${shown(sent)}`;
     case 'too_big':
       if (issue.origin === 'string')

@@ -24,6 +24,17 @@ test('repeated query parameter', () => {
   assert.equal(message, "query 'limit': is given more than once");
 });
 
+test('array body or field is not called repeated', () => {
+  assert.equal(
+    messageOf(() => parse(newVisitorBody, [], 'body')),
+    'body: must be a JSON object, got []',
+  );
+  assert.equal(
+    messageOf(() => parse(newVisitorBody, { name: ['a'] }, 'body')),
+    `body 'name': must be of type string, got ["a"]`,
+  );
+});
+
 test('non-numeric number parameter', () => {
   const message = messageOf(() => parse(recognizeQuery, { min_score: 'abc' }, 'query'));
 
