@@ -32,7 +32,7 @@ function mediaType(request: Request): string {
   return (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
 }
 
-/** A media type for an error message, cut short: the header may be kilobytes long. */
+/** Shortens a media type for an error message, because the header may be kilobytes long. */
 function shownType(type: string): string {
   return type.length > 100 ? `${type.slice(0, 97)}...` : type;
 }

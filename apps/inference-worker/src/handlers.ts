@@ -161,15 +161,19 @@ async function enrol(
   return { reply };
 }
 
+/**
+ * Embeds the largest face of one image of a verify request. `field` is the request's
+ * field name, put in image errors so a client can tell which of its images is at fault.
+ */
 async function largestFaceVector(
   context: HandlerContext,
   blobKey: string,
+  field: string,
   label: string,
 ): Promise<{ vector: Float32Array; modelId: string }> {
   const bytes = await getBlob(context.redis, blobKey);
   const result = await context.pool.analyze(bytes, {}).catch((error: unknown) => {
-    // The field name, so a client can tell which of its images is at fault.
-    throw namingInput(error, label === 'the image' ? 'image' : label);
+    throw namingInput(error, field);
   });
   const face = largestFace(result.faces);
   if (!face) throw new FaceGateError('NO_FACE', `no face was found in ${label}`);
@@ -180,11 +184,9 @@ async function verify(
   context: HandlerContext,
   job: Extract<InferenceJob, { kind: 'verify' }>,
 ): Promise<HandlerOutcome> {
-  const probe = await largestFaceVector(
-    context,
-    job.blobKeys[0],
-    job.visitorId ? 'the image' : 'image_a',
-  );
+  const probe = job.visitorId
+    ? await largestFaceVector(context, job.blobKeys[0], 'image', 'the image')
+    : await largestFaceVector(context, job.blobKeys[0], 'image_a', 'image_a');
   const threshold =
     job.threshold ?? context.config.verifyThreshold ?? defaultVerifyThreshold(probe.modelId);
 
@@ -209,7 +211,7 @@ async function verify(
       );
     }
   } else {
-    const other = await largestFaceVector(context, job.blobKeys[1]!, 'image_b');
+    const other = await largestFaceVector(context, job.blobKeys[1]!, 'image_b', 'image_b');
     similarity = cosineSimilarity(probe.vector, other.vector);
   }
   const reply: VerifyResult = {

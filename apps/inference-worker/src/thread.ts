@@ -2,8 +2,9 @@
 // whole life and runs decode, detection, alignment and embedding for the
 // process's BullMQ processors. With ONNX_IDLE_THREADS above ONNX_THREADS it also
 // owns a second pipeline whose sessions use more threads, which spin between
-// operators, for requests that arrive while the service is otherwise idle. Errors come back as values,
-// because a FaceGateError thrown across the thread boundary would lose its code.
+// operators, for requests that arrive while the service is otherwise idle.
+// Errors come back as values, because a FaceGateError thrown across the thread
+// boundary would lose its code.
 import { loadConfig } from '@facegate/config';
 import { type SerializedError, serializeError } from '@facegate/errors';
 import { FacePipeline, fastJpegStatus } from '@facegate/vision';

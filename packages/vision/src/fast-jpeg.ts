@@ -6,11 +6,11 @@
  * libjpeg-turbo's accurate IDCT and smooth upsampling (checked on 301 LFW and
  * benchmark photos).
  *
- * Only files that sharp would decode to exactly these bytes take this path:
- * baseline or progressive 8-bit JPEG with 1 or 3 components, no Adobe marker,
- * no ICC profile (sharp converts those to sRGB) and no EXIF orientation other
- * than 1. Anything else, and any failure here, goes to sharp, which also words
- * the errors. FACEGATE_NATIVE_JPEG=off turns the fast path off.
+ * Only files that sharp would decode to exactly these bytes take this path.
+ * They are baseline or progressive 8-bit JPEG with 1 or 3 components, with no
+ * Adobe marker, no ICC profile (sharp converts those to sRGB) and EXIF
+ * orientation 1 or none. Anything else, and any failure here, goes to sharp,
+ * which also words the errors. FACEGATE_NATIVE_JPEG=off turns the fast path off.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
