@@ -47,8 +47,9 @@ async function main(): Promise<void> {
   const keys = keyNames(config.queuePrefix);
   const startedAt = new Date().toISOString();
 
-  const pool = new VisionPool(config.inferenceThreads);
   const concurrency = inferenceConcurrency(config);
+  // The inference and the batch workers each hand over at most `concurrency` tasks.
+  const pool = new VisionPool(config.inferenceThreads, 2 * concurrency);
   const models = await pool.warmUp().catch(async (error: unknown) => {
     logger.fatal({ err: error }, 'models failed to load');
     await pool.close();

@@ -29,15 +29,18 @@ export class VisionPool {
   /** Tasks that ran on the idle sessions, for the heartbeat. */
   idleRuns = 0;
 
-  constructor(threads: number) {
+  /**
+   * `maxTasks` is the most tasks the callers may hand over at once: the BullMQ
+   * concurrency of every queue this pool serves. The real backlog waits in Redis.
+   */
+  constructor(threads: number, maxTasks = threads * threads) {
     this.threads = threads;
     this.#piscina = new Piscina({
       filename: fileURLToPath(new URL('./thread.js', import.meta.url)),
       minThreads: threads,
       maxThreads: threads,
       idleTimeout: Number.POSITIVE_INFINITY,
-      // Queue as many tasks as the BullMQ concurrency lets in; the queue in Redis is the real backlog.
-      maxQueue: 'auto',
+      maxQueue: Math.max(maxTasks, 1),
     });
   }
 

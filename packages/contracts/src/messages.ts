@@ -147,9 +147,12 @@ export function decodeVector(encoded: string): Float32Array {
 }
 
 /**
- * Jobs of the batch queue. 'plan' enumerates a batch's source into items; 'item' extracts
- * one image. Item details live in PostgreSQL (batch_items), so a job only names the item.
+ * Jobs of the batch queue. 'plan' enumerates a batch's source into items; 'items'
+ * extracts a few images (up to BATCH_ITEMS_PER_JOB). Item details live in PostgreSQL
+ * (batch_items), so a job only names its items. 'item' (one image) is what earlier
+ * versions queued; workers still run such jobs left in Redis.
  */
 export type BatchJob =
   | { kind: 'plan'; batchId: string; requestId: string }
+  | { kind: 'items'; batchId: string; itemKeys: string[] }
   | { kind: 'item'; batchId: string; itemKey: string };

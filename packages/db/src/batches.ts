@@ -549,7 +549,19 @@ export async function claimBatchItem(
   batchId: string,
   key: string,
 ): Promise<ClaimedBatchItem | null> {
-  if (!isUuid(batchId)) return null;
+  return (await claimBatchItems(db, batchId, [key]))[0] ?? null;
+}
+
+/**
+ * Takes the unfinished items among `keys` in one statement, as claimBatchItem does for
+ * one. Returns them in key order; finished and unknown keys are left out.
+ */
+export async function claimBatchItems(
+  db: Database,
+  batchId: string,
+  keys: readonly string[],
+): Promise<ClaimedBatchItem[]> {
+  if (!isUuid(batchId) || keys.length === 0) return [];
   const { sql } = db;
   const schema = sql(db.schema);
   const rows = await withDatabaseErrors(
@@ -560,22 +572,23 @@ export async function claimBatchItem(
     >`
       update ${schema}.batch_items i set attempts = i.attempts + 1, updated_at = now()
       from ${schema}.batches b
-      where i.batch_id = ${batchId} and i.item_key = ${key} and b.id = i.batch_id
+      where i.batch_id = ${batchId} and i.item_key = any(${[...new Set(keys)]}::text[])
+        and b.id = i.batch_id
         and i.status in ('pending', 'queued') and b.status in ('planning', 'running')
       returning ${itemColumns(sql, 'i')}, b.source, b.mode, b.multiple_faces, b.model_id,
         b.created_by`,
   );
-  const row = rows[0];
-  if (!row) return null;
-  return {
-    ...toBatchItem(row),
-    batchId,
-    source: row.source,
-    mode: row.mode,
-    multipleFaces: row.multiple_faces,
-    modelId: row.model_id,
-    createdBy: row.created_by,
-  };
+  return rows
+    .map((row) => ({
+      ...toBatchItem(row),
+      batchId,
+      source: row.source,
+      mode: row.mode,
+      multipleFaces: row.multiple_faces,
+      modelId: row.model_id,
+      createdBy: row.created_by,
+    }))
+    .sort((a, b) => (a.key < b.key ? -1 : 1)); // keys are unique within a batch
 }
 
 /**
@@ -588,21 +601,62 @@ export async function recordItemOutcome(
   key: string,
   outcome: ItemOutcome,
 ): Promise<boolean> {
-  const { sql } = db;
-  const result = await withDatabaseErrors(
-    db,
-    () => sql`
-      update ${sql(db.schema)}.batch_items set
-        status = ${outcome.status},
-        code = ${outcome.code ?? null},
-        reason = ${outcome.reason ?? null},
-        faces_detected = ${outcome.facesDetected ?? null},
-        face_id = ${outcome.faceId ?? null},
-        updated_at = now()
-      where batch_id = ${batchId} and item_key = ${key} and status in ('pending', 'queued')`,
-  );
-  return result.count > 0;
+  return (await recordItemOutcomes(db, batchId, [{ key, outcome }])).has(key);
 }
+
+/**
+ * Records the outcomes of several items in one statement. Returns the keys it recorded;
+ * an item already finished (by another run of its job) is left as it is.
+ */
+export async function recordItemOutcomes(
+  db: Database,
+  batchId: string,
+  entries: readonly { key: string; outcome: ItemOutcome }[],
+): Promise<Set<string>> {
+  if (entries.length === 0) return new Set();
+  const { sql } = db;
+  const records = entries.map(({ key, outcome }) => ({
+    item_key: key,
+    status: outcome.status,
+    code: outcome.code ?? null,
+    reason: outcome.reason ?? null,
+    faces_detected: outcome.facesDetected ?? null,
+    face_id: outcome.faceId ?? null,
+  }));
+  const rows = await withDatabaseErrors(
+    db,
+    () => sql<{ item_key: string }[]>`
+      update ${sql(db.schema)}.batch_items i set
+        status = t.status, code = t.code, reason = t.reason,
+        faces_detected = t.faces_detected, face_id = t.face_id, updated_at = now()
+      from jsonb_to_recordset(${sql.json(records)}) as t(
+        item_key text, status text, code text, reason text, faces_detected integer, face_id bigint)
+      where i.batch_id = ${batchId} and i.item_key = t.item_key
+        and i.status in ('pending', 'queued')
+      returning i.item_key`,
+  );
+  return new Set(rows.map((row) => row.item_key));
+}
+
+/** Options of storeItemFace: how the item is recorded, and whether older models' faces go. */
+export interface StoreItemFaceOptions {
+  replaceOtherModels: boolean;
+  facesDetected: number;
+  reason?: string;
+}
+
+/** One item of storeItemFaces. */
+export interface ItemFaceEntry {
+  key: string;
+  face: NewFace;
+  options: StoreItemFaceOptions;
+}
+
+type StoreItemFaceRow = {
+  status: 'done' | 'skipped' | null;
+  face_id: string | null;
+  replaced: number;
+};
 
 /**
  * Stores an item's face and records the item atomically, so a crash leaves either both or
@@ -619,77 +673,76 @@ export async function storeItemFace(
   batchId: string,
   key: string,
   face: NewFace,
-  options: { replaceOtherModels: boolean; facesDetected: number; reason?: string },
+  options: StoreItemFaceOptions,
 ): Promise<StoredItemFace> {
   validateNewFace(face);
   if (!isUuid(face.visitorId)) throw visitorNotFound(face.visitorId);
-  const { sql } = db;
-  const schema = sql(db.schema);
-  const audit = face.audit;
-  const skippedReason = `the visitor already has a face of model ${face.modelId} from this image`;
-
-  type Row = { status: 'done' | 'skipped' | null; face_id: string | null; replaced: number };
-  let rows: Row[];
+  let rows: StoreItemFaceRow[];
   try {
-    rows = await withDatabaseErrors(
-      db,
-      () => sql<Row[]>`
-        with item as (
-          select 1 from ${schema}.batch_items
-          where batch_id = ${batchId} and item_key = ${key} and status in ('pending', 'queued')
-          for update
-        ), inserted as (
-          insert into ${schema}.faces
-            (visitor_id, model_id, dim, embedding, detection_score, box, face_size, image_sha256)
-          select ${face.visitorId}, ${face.modelId}, ${face.embedding.length},
-            ${encodeEmbedding(face.embedding)}, ${face.detectionScore},
-            ${face.box === null ? null : sql.json(boxToJson(face.box))}, ${face.faceSize},
-            ${face.imageSha256}
-          from item
-          on conflict on constraint faces_visitor_image_key do nothing
-          returning id
-        ), existing as (
-          select f.id from ${schema}.faces f, item
-          where f.visitor_id = ${face.visitorId} and f.model_id = ${face.modelId}
-            and f.image_sha256 = ${face.imageSha256}
-        ), replaced as (
-          delete from ${schema}.faces f
-          using item
-          where ${options.replaceOtherModels}
-            and f.visitor_id = ${face.visitorId} and f.image_sha256 = ${face.imageSha256}
-            and f.model_id <> ${face.modelId}
-          returning f.id
-        )${
-          audit
-            ? sql`, audited as (
-          insert into ${schema}.audit_log (key_id, action, target_type, target_id, request_id, details)
-          select ${audit.actor.keyId}, 'face.enrol', 'face', id::text, ${audit.actor.requestId ?? null},
-            ${sql.json({ visitorId: face.visitorId, ...audit.details } as never)}
-          from inserted
-        )`
-            : sql``
-        }, recorded as (
-          update ${schema}.batch_items set
-            status = case when exists (select 1 from inserted) then 'done' else 'skipped' end,
-            reason = case when exists (select 1 from inserted) then ${options.reason ?? null}::text
-              else ${skippedReason} end,
-            face_id = coalesce((select id from inserted), (select id from existing)),
-            faces_detected = ${options.facesDetected}, code = null, updated_at = now()
-          from item
-          where batch_id = ${batchId} and item_key = ${key}
-          returning status, face_id
-        )
-        select r.status, r.face_id, (select count(*)::int from replaced) as replaced
-        from (select 1) one left join recorded r on true`,
+    rows = await withDatabaseErrors(db, () =>
+      storeItemFaceQuery(db.sql, db.schema, batchId, { key, face, options }),
     );
   } catch (error) {
-    const violation = describePostgresError(error);
-    if (violation?.sqlState === '23503' && violation.constraint === 'faces_visitor_id_fkey') {
-      throw visitorNotFound(face.visitorId, error);
-    }
-    throw error;
+    throw asVisitorNotFound(error, face.visitorId);
   }
+  return toStoredItemFace(rows);
+}
 
+/**
+ * Stores the faces of several items as storeItemFace does, in one transaction whose
+ * statements are sent together, so that a job's items cost one commit and about one
+ * round trip. When the transaction fails (a visitor deleted meanwhile, say), each item is
+ * stored alone, so one item's error reaches only that item. The result at index i
+ * belongs to entries[i]: the stored face, or the error of that item.
+ */
+export async function storeItemFaces(
+  db: Database,
+  batchId: string,
+  entries: readonly ItemFaceEntry[],
+): Promise<(StoredItemFace | Error)[]> {
+  const checked = entries.map((entry): Error | null => {
+    try {
+      validateNewFace(entry.face);
+      if (!isUuid(entry.face.visitorId)) throw visitorNotFound(entry.face.visitorId);
+      return null;
+    } catch (error) {
+      return error instanceof Error ? error : new Error(String(error));
+    }
+  });
+  const valid = entries.filter((_, index) => checked[index] === null);
+  if (valid.length > 1) {
+    try {
+      const results = await transaction(db, (tx) =>
+        Promise.all(valid.map((entry) => storeItemFaceQuery(tx.sql, tx.schema, batchId, entry))),
+      );
+      let next = 0;
+      return checked.map((error) => error ?? toStoredItemFace(results[next++]!));
+    } catch {
+      // Stored one by one below, where each item gets its own error.
+    }
+  }
+  return Promise.all(
+    entries.map(async (entry, index) => {
+      const error = checked[index];
+      if (error) return error;
+      try {
+        return await storeItemFace(db, batchId, entry.key, entry.face, entry.options);
+      } catch (failure) {
+        return failure instanceof Error ? failure : new Error(String(failure));
+      }
+    }),
+  );
+}
+
+function asVisitorNotFound(error: unknown, visitorId: string): unknown {
+  const violation = describePostgresError(error);
+  if (violation?.sqlState === '23503' && violation.constraint === 'faces_visitor_id_fkey') {
+    return visitorNotFound(visitorId, error);
+  }
+  return error;
+}
+
+function toStoredItemFace(rows: readonly StoreItemFaceRow[]): StoredItemFace {
   const row = rows[0];
   if (!row || row.status === null) {
     return { recorded: false, status: 'skipped', faceId: 0, replacedFaces: 0 };
@@ -700,6 +753,65 @@ export async function storeItemFace(
     faceId: bigintToNumber(row.face_id ?? 0),
     replacedFaces: row.replaced,
   };
+}
+
+function storeItemFaceQuery(
+  sql: Sql,
+  schemaName: string,
+  batchId: string,
+  { key, face, options }: ItemFaceEntry,
+): postgres.PendingQuery<StoreItemFaceRow[]> {
+  const schema = sql(schemaName);
+  const audit = face.audit;
+  const skippedReason = `the visitor already has a face of model ${face.modelId} from this image`;
+  return sql<StoreItemFaceRow[]>`
+    with item as (
+      select 1 from ${schema}.batch_items
+      where batch_id = ${batchId} and item_key = ${key} and status in ('pending', 'queued')
+      for update
+    ), inserted as (
+      insert into ${schema}.faces
+        (visitor_id, model_id, dim, embedding, detection_score, box, face_size, image_sha256)
+      select ${face.visitorId}, ${face.modelId}, ${face.embedding.length},
+        ${encodeEmbedding(face.embedding)}, ${face.detectionScore},
+        ${face.box === null ? null : sql.json(boxToJson(face.box))}, ${face.faceSize},
+        ${face.imageSha256}
+      from item
+      on conflict on constraint faces_visitor_image_key do nothing
+      returning id
+    ), existing as (
+      select f.id from ${schema}.faces f, item
+      where f.visitor_id = ${face.visitorId} and f.model_id = ${face.modelId}
+        and f.image_sha256 = ${face.imageSha256}
+    ), replaced as (
+      delete from ${schema}.faces f
+      using item
+      where ${options.replaceOtherModels}
+        and f.visitor_id = ${face.visitorId} and f.image_sha256 = ${face.imageSha256}
+        and f.model_id <> ${face.modelId}
+      returning f.id
+    )${
+      audit
+        ? sql`, audited as (
+      insert into ${schema}.audit_log (key_id, action, target_type, target_id, request_id, details)
+      select ${audit.actor.keyId}, 'face.enrol', 'face', id::text, ${audit.actor.requestId ?? null},
+        ${sql.json({ visitorId: face.visitorId, ...audit.details } as never)}
+      from inserted
+    )`
+        : sql``
+    }, recorded as (
+      update ${schema}.batch_items set
+        status = case when exists (select 1 from inserted) then 'done' else 'skipped' end,
+        reason = case when exists (select 1 from inserted) then ${options.reason ?? null}::text
+          else ${skippedReason} end,
+        face_id = coalesce((select id from inserted), (select id from existing)),
+        faces_detected = ${options.facesDetected}, code = null, updated_at = now()
+      from item
+      where batch_id = ${batchId} and item_key = ${key}
+      returning status, face_id
+    )
+    select r.status, r.face_id, (select count(*)::int from replaced) as replaced
+    from (select 1) one left join recorded r on true`;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -736,25 +848,60 @@ export async function findOrCreateVisitor(
   externalId: string,
   name: string,
 ): Promise<{ id: string; created: boolean }> {
+  const found = await findOrCreateVisitors(db, [{ externalId, name }]);
+  return found.get(externalId)!;
+}
+
+/**
+ * findOrCreateVisitor for several visitors: one insert for all of them, and one read for
+ * those another job created first. The first name given for an externalId is used.
+ * Returns every externalId with its visitor.
+ */
+export async function findOrCreateVisitors(
+  db: Database,
+  visitors: readonly { externalId: string; name: string }[],
+): Promise<Map<string, { id: string; created: boolean }>> {
   const { sql } = db;
+  const schema = sql(db.schema);
+  const names = new Map<string, string>();
+  for (const { externalId, name } of visitors) {
+    if (!names.has(externalId)) names.set(externalId, name);
+  }
+  const found = new Map<string, { id: string; created: boolean }>();
   // A visitor deleted between the conflict and the read makes one more round necessary.
-  for (let attempt = 1; attempt <= 3; attempt++) {
+  for (let attempt = 1; attempt <= 3 && found.size < names.size; attempt++) {
+    const missing = [...names].filter(([externalId]) => !found.has(externalId));
+    const records = missing.map(([external_id, name]) => ({ external_id, name }));
     const inserted = await withDatabaseErrors(
       db,
-      () => sql<{ id: string }[]>`
-        insert into ${sql(db.schema)}.visitors (external_id, name)
-        values (${externalId}, ${name})
+      () => sql<{ id: string; external_id: string }[]>`
+        insert into ${schema}.visitors (external_id, name)
+        select external_id, name
+        from jsonb_to_recordset(${sql.json(records)}) as t(external_id text, name text)
         on conflict on constraint visitors_external_id_key do nothing
-        returning id`,
+        returning id, external_id`,
     );
-    if (inserted[0]) return { id: inserted[0].id, created: true };
-    const existing = await findVisitorIdByExternalId(db, externalId);
-    if (existing) return { id: existing, created: false };
+    for (const row of inserted) found.set(row.external_id, { id: row.id, created: true });
+    const conflicted = missing
+      .map(([externalId]) => externalId)
+      .filter((externalId) => !found.has(externalId));
+    if (conflicted.length === 0) break;
+    const existing = await withDatabaseErrors(
+      db,
+      () => sql<{ id: string; external_id: string }[]>`
+        select id, external_id from ${schema}.visitors
+        where external_id = any(${conflicted}::text[])`,
+    );
+    for (const row of existing) found.set(row.external_id, { id: row.id, created: false });
   }
-  throw new FaceGateError(
-    'DEPENDENCY_UNAVAILABLE',
-    `visitor with externalId ${JSON.stringify(externalId)} kept being created and deleted concurrently; retry`,
-  );
+  if (found.size < names.size) {
+    const externalId = [...names.keys()].find((id) => !found.has(id))!;
+    throw new FaceGateError(
+      'DEPENDENCY_UNAVAILABLE',
+      `visitor with externalId ${JSON.stringify(externalId)} kept being created and deleted concurrently; retry`,
+    );
+  }
+  return found;
 }
 
 /**
@@ -785,24 +932,51 @@ export async function findVisitorImageFaces(
   externalId: string,
   imageSha256: Buffer,
 ): Promise<{ visitorId: string; faces: ImageFace[] } | null> {
+  return (await findVisitorsImageFaces(db, [{ externalId, imageSha256 }]))[0]!;
+}
+
+/**
+ * findVisitorImageFaces for several pairs of externalId and image, in one query. The
+ * result at index i belongs to lookups[i].
+ */
+export async function findVisitorsImageFaces(
+  db: Database,
+  lookups: readonly { externalId: string; imageSha256: Buffer }[],
+): Promise<({ visitorId: string; faces: ImageFace[] } | null)[]> {
+  if (lookups.length === 0) return [];
   const { sql } = db;
   const schema = sql(db.schema);
+  const records = lookups.map(({ externalId, imageSha256 }, index) => ({
+    n: index,
+    external_id: externalId,
+    sha: imageSha256.toString('hex'),
+  }));
   const rows = await withDatabaseErrors(
     db,
     () => sql<
-      { visitor_id: string; id: string | null; model_id: string | null; box: ImageFace['box'] }[]
+      {
+        n: number;
+        visitor_id: string;
+        id: string | null;
+        model_id: string | null;
+        box: ImageFace['box'];
+      }[]
     >`
-      select v.id as visitor_id, f.id, f.model_id, f.box
-      from ${schema}.visitors v
-      left join ${schema}.faces f on f.visitor_id = v.id and f.image_sha256 = ${imageSha256}
-      where v.external_id = ${externalId}
-      order by f.id`,
+      select t.n, v.id as visitor_id, f.id, f.model_id, f.box
+      from jsonb_to_recordset(${sql.json(records)}) as t(n integer, external_id text, sha text)
+      join ${schema}.visitors v on v.external_id = t.external_id
+      left join ${schema}.faces f
+        on f.visitor_id = v.id and f.image_sha256 = decode(t.sha, 'hex')
+      order by t.n, f.id`,
   );
-  if (rows.length === 0) return null;
-  const faces = rows
-    .filter((row) => row.id !== null)
-    .map((row) => ({ id: bigintToNumber(row.id!), modelId: row.model_id!, box: row.box }));
-  return { visitorId: rows[0]!.visitor_id, faces };
+  const answers: ({ visitorId: string; faces: ImageFace[] } | null)[] = lookups.map(() => null);
+  for (const row of rows) {
+    const answer = (answers[row.n] ??= { visitorId: row.visitor_id, faces: [] });
+    if (row.id !== null) {
+      answer.faces.push({ id: bigintToNumber(row.id), modelId: row.model_id!, box: row.box });
+    }
+  }
+  return answers;
 }
 
 /** Lists the visitor's faces from the image with this SHA-256, of every model. */

@@ -9,11 +9,15 @@ import {
   cancelBatch,
   checkTableSource,
   claimBatchItem,
+  claimBatchItems,
   completeBatchIfFinished,
   countBatchItems,
   createBatch,
   failBatch,
+  deleteVisitor,
   findOrCreateVisitor,
+  findOrCreateVisitors,
+  findVisitorsImageFaces,
   getBatch,
   insertFace,
   listBatchItems,
@@ -25,8 +29,10 @@ import {
   parseTableName,
   readTableImage,
   recordItemOutcome,
+  recordItemOutcomes,
   startBatchPlanning,
   storeItemFace,
+  storeItemFaces,
   streamTableSourceRows,
   upsertBatchItems,
 } from '../src/index.js';
@@ -278,6 +284,135 @@ describe('batch faces', () => {
 
     assert.equal(new Set(results.map((result) => result.id)).size, 1);
     assert.equal(results.filter((result) => result.created).length, 1);
+  });
+});
+
+describe('batch items in groups', () => {
+  test('a group claim takes the unfinished items once each', async () => {
+    const batch = await newBatch();
+    await upsertBatchItems(db, batch.id, items('g/1', 'g/2', 'g/3'));
+    await recordItemOutcome(db, batch.id, 'g/2', { status: 'no_face' });
+
+    const claimed = await claimBatchItems(db, batch.id, ['g/3', 'g/1', 'g/2', 'g/1', 'g/none']);
+
+    assert.deepEqual(
+      claimed.map((item) => [item.key, item.attempts]),
+      [
+        ['g/1', 1],
+        ['g/3', 1],
+      ],
+    );
+    assert.deepEqual(await claimBatchItems(db, 'not-a-uuid', ['g/1']), []);
+  });
+
+  test('group outcomes are recorded once and keep nulls', async () => {
+    const batch = await newBatch();
+    await upsertBatchItems(db, batch.id, items('o/1', 'o/2', 'o/3'));
+    await recordItemOutcome(db, batch.id, 'o/3', { status: 'too_small', reason: 'first' });
+
+    const recorded = await recordItemOutcomes(db, batch.id, [
+      { key: 'o/1', outcome: { status: 'failed', code: 'IMAGE_CORRUPT', reason: "it's broken" } },
+      { key: 'o/2', outcome: { status: 'skipped', faceId: 42 } },
+      { key: 'o/3', outcome: { status: 'no_face' } },
+    ]);
+
+    assert.deepEqual([...recorded].sort(), ['o/1', 'o/2']);
+    const page = await listBatchItems(db, batch.id, { limit: 10 });
+    const byKey = new Map(page.items.map((item) => [item.key, item]));
+    assert.equal(byKey.get('o/1')!.code, 'IMAGE_CORRUPT');
+    assert.equal(byKey.get('o/1')!.reason, "it's broken");
+    assert.equal(byKey.get('o/1')!.faceId, null);
+    assert.equal(byKey.get('o/2')!.faceId, 42);
+    assert.equal(byKey.get('o/2')!.code, null);
+    assert.equal(byKey.get('o/3')!.status, 'too_small');
+    assert.equal(byKey.get('o/3')!.reason, 'first');
+  });
+
+  test('group lookup answers each pair in order', async () => {
+    const suffix = randomBytes(4).toString('hex');
+    const visitor = await findOrCreateVisitor(db, `look-${suffix}`, 'L');
+    const face = await insertFace(db, makeFace(visitor.id));
+    const imageSha256 = face.face.imageSha256;
+
+    const answers = await findVisitorsImageFaces(db, [
+      { externalId: `nobody-${suffix}`, imageSha256 },
+      { externalId: `look-${suffix}`, imageSha256 },
+      { externalId: `look-${suffix}`, imageSha256: sha256(`other-${suffix}`) },
+    ]);
+
+    assert.equal(answers[0], null);
+    assert.equal(answers[1]!.visitorId, visitor.id);
+    assert.deepEqual(
+      answers[1]!.faces.map((entry) => [entry.id, entry.modelId]),
+      [[face.face.id, 'sface-128']],
+    );
+    assert.deepEqual(answers[2], { visitorId: visitor.id, faces: [] });
+  });
+
+  test('group visitor creation finds, creates and dedupes', async () => {
+    const suffix = randomBytes(4).toString('hex');
+    const known = await findOrCreateVisitor(db, `known-${suffix}`, 'Known');
+
+    const found = await findOrCreateVisitors(db, [
+      { externalId: `known-${suffix}`, name: 'Other name' },
+      { externalId: `new-${suffix}`, name: 'New' },
+      { externalId: `new-${suffix}`, name: 'Second name' },
+    ]);
+
+    assert.equal(found.size, 2);
+    assert.deepEqual(found.get(`known-${suffix}`), { id: known.id, created: false });
+    assert.equal(found.get(`new-${suffix}`)!.created, true);
+    const again = await findOrCreateVisitor(db, `new-${suffix}`, 'ignored');
+    assert.deepEqual(again, { id: found.get(`new-${suffix}`)!.id, created: false });
+  });
+
+  test('a copy of an image within a group store is skipped', async () => {
+    const batch = await newBatch();
+    await upsertBatchItems(db, batch.id, items('s/1', 's/2', 's/copy'));
+    const visitor = await findOrCreateVisitor(db, `group-${randomBytes(4).toString('hex')}`, 'G');
+    const firstFace = makeFace(visitor.id);
+    const secondFace = makeFace(visitor.id);
+    const options = { replaceOtherModels: false, facesDetected: 1 };
+
+    const results = await storeItemFaces(db, batch.id, [
+      { key: 's/1', face: firstFace, options },
+      { key: 's/2', face: secondFace, options: { ...options, reason: 'took the largest' } },
+      { key: 's/copy', face: { ...firstFace }, options },
+    ]);
+
+    const [first, second, copy] = results as Exclude<(typeof results)[number], Error>[];
+    assert.deepEqual(
+      results.map((result) => (result instanceof Error ? result.message : result.status)),
+      ['done', 'done', 'skipped'],
+    );
+    assert.equal(copy!.faceId, first!.faceId);
+    assert.notEqual(second!.faceId, first!.faceId);
+    assert.equal((await listFaces(db, visitor.id)).length, 2);
+    const again = await storeItemFaces(db, batch.id, [{ key: 's/1', face: firstFace, options }]);
+    assert.equal((again[0] as { recorded: boolean }).recorded, false);
+  });
+
+  test('in a group store, a deleted visitor fails only its own item', async () => {
+    const batch = await newBatch();
+    await upsertBatchItems(db, batch.id, items('d/1', 'd/2', 'd/3'));
+    const suffix = randomBytes(4).toString('hex');
+    const present = await findOrCreateVisitor(db, `present-${suffix}`, 'P');
+    const removed = await findOrCreateVisitor(db, `removed-${suffix}`, 'R');
+    await deleteVisitor(db, removed.id);
+    const options = { replaceOtherModels: false, facesDetected: 1 };
+
+    const results = await storeItemFaces(db, batch.id, [
+      { key: 'd/1', face: makeFace(present.id), options },
+      { key: 'd/2', face: makeFace(removed.id), options },
+      { key: 'd/3', face: makeFace('not-a-uuid'), options },
+    ]);
+
+    assert.equal((results[0] as { status: string }).status, 'done');
+    for (const failed of results.slice(1)) {
+      assert.ok(failed instanceof FaceGateError);
+      assert.equal(failed.code, 'NOT_FOUND');
+    }
+    assert.equal((await countBatchItems(db, batch.id)).facesStored, 1);
   });
 });
 

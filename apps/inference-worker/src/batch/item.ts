@@ -1,24 +1,30 @@
 /**
- * The job of one batch item. It reads the image and skips it when the visitor already
- * has a face of this model from the same bytes. Otherwise it detects and embeds on the
- * vision pool and stores the face together with the item's outcome.
+ * The work of batch items. A job's enrolment items go through extractItems together.
+ * Their images are read and hashed, then looked up in one query, because an image the
+ * visitor already has with this model needs no vision work. The rest are detected and
+ * embedded on the vision pool, and their faces and outcomes are stored with a few
+ * statements for the whole group. Re-extraction items are handled one by one.
  */
 import { createHash } from 'node:crypto';
 
 import {
   type ClaimedBatchItem,
   type FaceBox,
+  type ItemFaceEntry,
   type ItemOutcome,
-  findOrCreateVisitor,
+  findOrCreateVisitors,
   findVisitorIdByExternalId,
-  findVisitorImageFaces,
+  findVisitorsImageFaces,
   listFacesByImage,
   readTableImage,
   recordItemOutcome,
+  recordItemOutcomes,
   storeItemFace,
+  storeItemFaces,
 } from '@facegate/db';
 import { FaceGateError } from '@facegate/errors';
 
+import type { VisionPool } from '../pool.js';
 import type { BatchContext } from './context.js';
 import { chooseFace } from './faces.js';
 import { readImageFile } from './files.js';
@@ -27,13 +33,190 @@ import { readImageFile } from './files.js';
 export type ItemResult = ItemOutcome['status'] | 'done' | 'none';
 
 /**
- * Extracts one claimed item and records its outcome. Input errors (a corrupt image, a
+ * Re-extracts one claimed item and records its outcome. Input errors (a corrupt image, a
  * missing file) propagate as non-retryable FaceGateErrors for the caller to record.
  */
-export async function extractItem(
+async function reextractItem(context: BatchContext, item: ClaimedBatchItem): Promise<ItemResult> {
+  const externalId = checkItem(context, item);
+  const bytes = await readItemImage(context, item);
+  const imageSha256 = createHash('sha256').update(bytes).digest();
+  return reextract(context, item, externalId, bytes, imageSha256);
+}
+
+/** An item whose work threw; the error is not recorded yet. */
+export interface ItemFailure {
+  item: ClaimedBatchItem;
+  error: unknown;
+}
+
+/** An enrolment item between its stages in extractItems. */
+interface Pending {
+  item: ClaimedBatchItem;
+  externalId: string;
+  bytes: Buffer;
+  imageSha256: Buffer;
+  visitorId: string | null;
+}
+
+/**
+ * Extracts claimed items together and records the outcome of every item that does not
+ * throw. Returns the items that threw, with their errors, for the caller to record or
+ * retry; the other items are finished.
+ */
+export async function extractItems(
   context: BatchContext,
-  item: ClaimedBatchItem,
-): Promise<ItemResult> {
+  items: readonly ClaimedBatchItem[],
+): Promise<ItemFailure[]> {
+  const failures: ItemFailure[] = [];
+  const attempt = async <T>(item: ClaimedBatchItem, work: () => Promise<T>) => {
+    try {
+      return await work();
+    } catch (error) {
+      failures.push({ item, error });
+      return undefined;
+    }
+  };
+
+  const reextracted = Promise.all(
+    items
+      .filter((item) => item.mode === 'reextract')
+      .map((item) => attempt(item, () => reextractItem(context, item))),
+  );
+  const enrolling = items.filter((item) => item.mode !== 'reextract');
+  const read = await Promise.all(
+    enrolling.map((item) =>
+      attempt(item, async (): Promise<Pending> => {
+        const externalId = checkItem(context, item);
+        const bytes = await readItemImage(context, item);
+        const imageSha256 = createHash('sha256').update(bytes).digest();
+        return { item, externalId, bytes, imageSha256, visitorId: null };
+      }),
+    ),
+  );
+  const pending = read.filter((entry) => entry !== undefined);
+
+  const outcomes: { key: string; outcome: ItemOutcome }[] = [];
+  const toAnalyze: Pending[] = [];
+  if (pending.length > 0) {
+    // A source run again: the same bytes for the same visitor and model need no vision work.
+    const existing = await findVisitorsImageFaces(context.db, pending);
+    pending.forEach((entry, index) => {
+      const found = existing[index];
+      entry.visitorId = found?.visitorId ?? null;
+      const same = found?.faces.find((face) => face.modelId === context.modelId);
+      if (same) {
+        outcomes.push({
+          key: entry.item.key,
+          outcome: {
+            status: 'skipped',
+            reason: `the visitor already has a face of model ${context.modelId} from this image`,
+            faceId: same.id,
+          },
+        });
+      } else {
+        toAnalyze.push(entry);
+      }
+    });
+  }
+
+  // One image at a time: the batch worker's concurrency bounds the tasks in the pool.
+  const chosen = [];
+  for (const entry of toAnalyze) {
+    chosen.push(
+      await attempt(entry.item, async () => {
+        const analysis = await context.pool.analyze(entry.bytes, {});
+        const choice = chooseFace(
+          analysis.faces,
+          entry.item.multipleFaces,
+          context.config.enrolMinFaceSize,
+        );
+        if ('outcome' in choice) {
+          outcomes.push({ key: entry.item.key, outcome: choice.outcome });
+          return undefined;
+        }
+        return { entry, choice, modelId: analysis.modelId, facesDetected: analysis.faces.length };
+      }),
+    );
+  }
+  const faces = chosen.filter((face) => face !== undefined);
+
+  const [storeFailures] = await Promise.all([
+    storeFaces(context, faces),
+    recordItemOutcomes(context.db, items[0]?.batchId ?? '', outcomes),
+    reextracted,
+  ]);
+  failures.push(...storeFailures);
+  return failures;
+}
+
+/** A face found by the pool's analyze. */
+type AnalyzedFace = Awaited<ReturnType<VisionPool['analyze']>>['faces'][number];
+
+interface ChosenFace {
+  entry: Pending;
+  choice: { face: AnalyzedFace; faceSize: number; reason: string | null };
+  modelId: string;
+  facesDetected: number;
+}
+
+/**
+ * Creates the visitors that do not exist yet, then stores the faces and records their
+ * items. Returns the items whose face could not be stored.
+ */
+async function storeFaces(
+  context: BatchContext,
+  faces: readonly ChosenFace[],
+): Promise<ItemFailure[]> {
+  if (faces.length === 0) return [];
+  const newVisitors = faces
+    .filter(({ entry }) => entry.visitorId === null)
+    .map(({ entry }) => ({
+      externalId: entry.externalId,
+      name: entry.item.name ?? entry.externalId,
+    }));
+  if (newVisitors.length > 0) {
+    try {
+      const visitors = await findOrCreateVisitors(context.db, newVisitors);
+      for (const { entry } of faces) {
+        entry.visitorId ??= visitors.get(entry.externalId)!.id;
+      }
+    } catch (error) {
+      return faces.map(({ entry }) => ({ item: entry.item, error }));
+    }
+  }
+
+  const entries = faces.map(
+    ({ entry, choice, modelId, facesDetected }): ItemFaceEntry => ({
+      key: entry.item.key,
+      face: {
+        visitorId: entry.visitorId!,
+        modelId,
+        embedding: choice.face.embedding,
+        detectionScore: choice.face.score,
+        box: choice.face.box,
+        faceSize: choice.faceSize,
+        imageSha256: entry.imageSha256,
+        audit: {
+          actor: { keyId: entry.item.createdBy },
+          details: { batchId: entry.item.batchId },
+        },
+      },
+      options: {
+        replaceOtherModels: false,
+        facesDetected,
+        reason: choice.reason ?? undefined,
+      },
+    }),
+  );
+  const results = await storeItemFaces(context.db, faces[0]!.entry.item.batchId, entries);
+  const failures: ItemFailure[] = [];
+  results.forEach((result, index) => {
+    if (result instanceof Error) failures.push({ item: faces[index]!.entry.item, error: result });
+  });
+  return failures;
+}
+
+function checkItem(context: BatchContext, item: ClaimedBatchItem): string {
   if (item.modelId !== null && item.modelId !== context.modelId) {
     throw new FaceGateError(
       'MODEL_MISMATCH',
@@ -46,12 +229,7 @@ export async function extractItem(
       `batch item ${item.key} has no externalId or image locator`,
     );
   }
-
-  const bytes = await readItemImage(context, item);
-  const imageSha256 = createHash('sha256').update(bytes).digest();
-  return item.mode === 'reextract'
-    ? reextract(context, item, item.externalId, bytes, imageSha256)
-    : enrol(context, item, item.externalId, bytes, imageSha256);
+  return item.externalId;
 }
 
 async function readItemImage(context: BatchContext, item: ClaimedBatchItem): Promise<Buffer> {
@@ -69,57 +247,6 @@ async function record(
 ): Promise<ItemResult> {
   const recorded = await recordItemOutcome(context.db, item.batchId, item.key, outcome);
   return recorded ? outcome.status : 'none';
-}
-
-async function enrol(
-  context: BatchContext,
-  item: ClaimedBatchItem,
-  externalId: string,
-  bytes: Buffer,
-  imageSha256: Buffer,
-): Promise<ItemResult> {
-  // A source run again: the same bytes for the same visitor and model need no vision work.
-  const existing = await findVisitorImageFaces(context.db, externalId, imageSha256);
-  const existingVisitorId = existing?.visitorId ?? null;
-  if (existing) {
-    const same = existing.faces.find((face) => face.modelId === context.modelId);
-    if (same) {
-      return record(context, item, {
-        status: 'skipped',
-        reason: `the visitor already has a face of model ${context.modelId} from this image`,
-        faceId: same.id,
-      });
-    }
-  }
-
-  const analysis = await context.pool.analyze(bytes, {});
-  const choice = chooseFace(analysis.faces, item.multipleFaces, context.config.enrolMinFaceSize);
-  if ('outcome' in choice) return record(context, item, choice.outcome);
-
-  const visitorId =
-    existingVisitorId ??
-    (await findOrCreateVisitor(context.db, externalId, item.name ?? externalId)).id;
-  const stored = await storeItemFace(
-    context.db,
-    item.batchId,
-    item.key,
-    {
-      visitorId,
-      modelId: analysis.modelId,
-      embedding: choice.face.embedding,
-      detectionScore: choice.face.score,
-      box: choice.face.box,
-      faceSize: choice.faceSize,
-      imageSha256,
-      audit: { actor: { keyId: item.createdBy }, details: { batchId: item.batchId } },
-    },
-    {
-      replaceOtherModels: false,
-      facesDetected: analysis.faces.length,
-      reason: choice.reason ?? undefined,
-    },
-  );
-  return stored.recorded ? stored.status : 'none';
 }
 
 /**

@@ -1,17 +1,23 @@
 /**
  * The batch queue's BullMQ worker, beside the inference worker in the same process and on
- * the same vision pool. Each item's outcome is recorded in PostgreSQL before its job
- * ends: input errors end the job at once (UnrecoverableError), transient ones are retried
- * with backoff and recorded as 'failed' on the last attempt.
+ * the same vision pool. A job extracts a few items, and each item's outcome is recorded in
+ * PostgreSQL before the job ends. An input error fails its item at once. A transient
+ * error fails the job, so BullMQ retries it with backoff for the items still unfinished;
+ * on the last attempt the error is recorded as the item's failure.
  */
 import { type BatchJob, QUEUE_NAMES, addBatchPlanJob } from '@facegate/contracts';
-import { claimBatchItem, failBatch, listUnfinishedBatchIds, recordItemOutcome } from '@facegate/db';
+import {
+  claimBatchItems,
+  failBatch,
+  listUnfinishedBatchIds,
+  recordItemOutcomes,
+} from '@facegate/db';
 import { FaceGateError, serializeError } from '@facegate/errors';
 import { type Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 
 import type { BatchContext } from './context.js';
-import { extractItem } from './item.js';
+import { type ItemFailure, extractItems } from './item.js';
 import { finishIfComplete, planBatch } from './plan.js';
 
 export interface BatchWorkerOptions {
@@ -40,36 +46,40 @@ function isLastAttempt(job: Job): boolean {
 export function startBatchWorker(context: BatchContext, options: BatchWorkerOptions): BatchWorker {
   const { logger } = context;
 
-  async function runItem(job: Job<BatchJob>, batchId: string, itemKey: string): Promise<void> {
-    const item = await claimBatchItem(context.db, batchId, itemKey);
-    if (!item) return; // finished by an earlier run, or the batch was cancelled
+  async function runItems(job: Job<BatchJob>, batchId: string, keys: string[]): Promise<void> {
+    const items = await claimBatchItems(context.db, batchId, keys);
+    if (items.length === 0) return; // finished by an earlier run, or the batch was cancelled
 
-    try {
-      await extractItem(context, item);
-    } catch (error) {
-      const final = isFinal(error);
-      if (!final && !isLastAttempt(job)) {
-        logger.warn(
-          { err: error, batchId, itemKey, attempt: job.attemptsMade + 1 },
-          'batch item failed; it will be retried',
-        );
-        throw error;
-      }
-      const { code, message } = serializeError(error);
-      await recordItemOutcome(context.db, batchId, itemKey, {
-        status: 'failed',
-        code,
-        reason: message,
-      });
+    const failures = await extractItems(context, items);
+    const lastAttempt = isLastAttempt(job);
+    const retried = lastAttempt ? [] : failures.filter((failure) => !isFinal(failure.error));
+    const failed = failures.filter((failure) => !retried.includes(failure));
+    for (const { item, error } of retried) {
       logger.warn(
-        { batchId, itemKey, code, message, attempt: job.attemptsMade + 1 },
+        { err: error, batchId, itemKey: item.key, attempt: job.attemptsMade + 1 },
+        'batch item failed; it will be retried',
+      );
+    }
+    await recordFailures(job, batchId, failed);
+    await finishIfComplete(context, batchId);
+    if (retried.length > 0) throw retried[0]!.error;
+  }
+
+  async function recordFailures(
+    job: Job<BatchJob>,
+    batchId: string,
+    failures: readonly ItemFailure[],
+  ): Promise<void> {
+    if (failures.length === 0) return;
+    const entries = failures.map(({ item, error }) => {
+      const { code, message } = serializeError(error);
+      logger.warn(
+        { batchId, itemKey: item.key, code, message, attempt: job.attemptsMade + 1 },
         'batch item failed',
       );
-      await finishIfComplete(context, batchId);
-      if (final) throw new UnrecoverableError(`${code}: ${message}`);
-      throw error;
-    }
-    await finishIfComplete(context, batchId);
+      return { key: item.key, outcome: { status: 'failed' as const, code, reason: message } };
+    });
+    await recordItemOutcomes(context.db, batchId, entries);
   }
 
   async function runPlan(job: Job<BatchJob>, batchId: string): Promise<void> {
@@ -97,7 +107,8 @@ export function startBatchWorker(context: BatchContext, options: BatchWorkerOpti
     async (job) => {
       const data = job.data;
       if (data.kind === 'plan') await runPlan(job, data.batchId);
-      else await runItem(job, data.batchId, data.itemKey);
+      else if (data.kind === 'items') await runItems(job, data.batchId, data.itemKeys);
+      else await runItems(job, data.batchId, [data.itemKey]);
     },
     {
       connection: options.connection,
