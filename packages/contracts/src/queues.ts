@@ -84,7 +84,7 @@ export function batchPlanJobId(batchId: string): string {
  * one transaction for their faces, so a larger job costs fewer round trips per image.
  * A smaller one repeats less work when a worker dies mid-job.
  */
-export const BATCH_ITEMS_PER_JOB = 16;
+export const BATCH_ITEMS_PER_JOB = 64;
 
 /**
  * Job id of a group of batch items, derived from the batch id and the item keys so that

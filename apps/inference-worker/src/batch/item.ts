@@ -29,6 +29,16 @@ import type { BatchContext } from './context.js';
 import { chooseFace } from './faces.js';
 import { readImageFile } from './files.js';
 
+/**
+ * Image bytes a job keeps between reading its images and analysing them. Images beyond
+ * the budget are dropped after hashing and read again when their turn comes, so a job
+ * keeps at most this much besides the READS_AT_ONCE images it is reading.
+ */
+export const KEPT_BYTES_PER_JOB = 32 * 1024 * 1024;
+
+/** Images a job reads at once. */
+const READS_AT_ONCE = 8;
+
 /** Outcome of an item in this run, or 'none' when another run had already recorded it. */
 export type ItemResult = ItemOutcome['status'] | 'done' | 'none';
 
@@ -53,7 +63,8 @@ export interface ItemFailure {
 interface Pending {
   item: ClaimedBatchItem;
   externalId: string;
-  bytes: Buffer;
+  /** Null when the bytes did not fit in KEPT_BYTES_PER_JOB or were handed to the pool. */
+  bytes: Buffer | null;
   imageSha256: Buffer;
   visitorId: string | null;
 }
@@ -61,11 +72,13 @@ interface Pending {
 /**
  * Extracts claimed items together and records the outcome of every item that does not
  * throw. Returns the items that threw, with their errors, for the caller to record or
- * retry; the other items are finished.
+ * retry; the other items are finished. `keptBytes` is the byte budget of
+ * KEPT_BYTES_PER_JOB.
  */
 export async function extractItems(
   context: BatchContext,
   items: readonly ClaimedBatchItem[],
+  keptBytes = KEPT_BYTES_PER_JOB,
 ): Promise<ItemFailure[]> {
   const failures: ItemFailure[] = [];
   const attempt = async <T>(item: ClaimedBatchItem, work: () => Promise<T>) => {
@@ -83,17 +96,26 @@ export async function extractItems(
       .map((item) => attempt(item, () => reextractItem(context, item))),
   );
   const enrolling = items.filter((item) => item.mode !== 'reextract');
-  const read = await Promise.all(
-    enrolling.map((item) =>
-      attempt(item, async (): Promise<Pending> => {
-        const externalId = checkItem(context, item);
-        const bytes = await readItemImage(context, item);
-        const imageSha256 = createHash('sha256').update(bytes).digest();
-        return { item, externalId, bytes, imageSha256, visitorId: null };
-      }),
-    ),
-  );
-  const pending = read.filter((entry) => entry !== undefined);
+  const pending: Pending[] = [];
+  let readBytes = 0;
+  for (let start = 0; start < enrolling.length; start += READS_AT_ONCE) {
+    const read = await Promise.all(
+      enrolling.slice(start, start + READS_AT_ONCE).map((item) =>
+        attempt(item, async (): Promise<Pending> => {
+          const externalId = checkItem(context, item);
+          const bytes = await readItemImage(context, item);
+          const imageSha256 = createHash('sha256').update(bytes).digest();
+          return { item, externalId, bytes, imageSha256, visitorId: null };
+        }),
+      ),
+    );
+    for (const entry of read) {
+      if (entry === undefined) continue;
+      readBytes += entry.bytes!.length;
+      if (readBytes > keptBytes) entry.bytes = null;
+      pending.push(entry);
+    }
+  }
 
   const outcomes: { key: string; outcome: ItemOutcome }[] = [];
   const toAnalyze: Pending[] = [];
@@ -124,7 +146,14 @@ export async function extractItems(
   for (const entry of toAnalyze) {
     chosen.push(
       await attempt(entry.item, async () => {
-        const analysis = await context.pool.analyze(entry.bytes, {});
+        let bytes = entry.bytes;
+        entry.bytes = null;
+        if (bytes === null) {
+          bytes = await readItemImage(context, entry.item);
+          // The file may have changed since it was hashed; the face is stored under what was analysed.
+          entry.imageSha256 = createHash('sha256').update(bytes).digest();
+        }
+        const analysis = await context.pool.analyze(bytes, {});
         const choice = chooseFace(
           analysis.faces,
           entry.item.multipleFaces,
