@@ -3,11 +3,17 @@ import { fileURLToPath } from 'node:url';
 import { FaceGateError, deserializeError, type SerializedError } from '@facegate/errors';
 import { Piscina } from 'piscina';
 
-import type { ThreadParams, ThreadRequest, ThreadResponse } from './thread-messages.js';
+import type {
+  ImageAnalysis,
+  ThreadParams,
+  ThreadRequest,
+  ThreadResponse,
+} from './thread-messages.js';
 
 type AnalyzeResponse = Extract<ThreadResponse, { op: 'analyze' }>;
 type DetectResponse = Extract<ThreadResponse, { op: 'detect' }>;
 type PingResponse = Extract<ThreadResponse, { op: 'ping' }>;
+type AnalyzeEachResponse = Extract<ThreadResponse, { op: 'analyzeEach' }>;
 
 /** The thread pool that runs the vision pipeline; one FacePipeline per thread. */
 export class VisionPool {
@@ -97,6 +103,33 @@ export class VisionPool {
     );
     this.onTimings?.({ ...response.timings });
     return response;
+  }
+
+  /**
+   * Runs the whole pipeline on several images, one after another in one thread, which
+   * saves a hand-over per image. The result at index i belongs to images[i]: what was
+   * found, or the error of that image. Transfers the images as analyze does.
+   */
+  async analyzeEach(
+    images: readonly Uint8Array[],
+    params: ThreadParams,
+  ): Promise<(ImageAnalysis | FaceGateError)[]> {
+    // A buffer can be transferred once, so an image that shares one with another is copied.
+    const seen = new Set<ArrayBufferLike>();
+    const copies = images.map((image) => {
+      const copy = seen.has(image.buffer) ? new Uint8Array(image) : copyForTransfer(image);
+      seen.add(copy.buffer);
+      return copy;
+    });
+    const response = await this.#run<AnalyzeEachResponse>(
+      { op: 'analyzeEach', images: copies, params, idle: this.#idle() },
+      copies.map((copy) => copy.buffer as ArrayBuffer),
+    );
+    return response.results.map((result) => {
+      if ('error' in result) return deserializeError(result.error);
+      this.onTimings?.({ ...result.timings });
+      return result;
+    });
   }
 
   get utilization(): number {

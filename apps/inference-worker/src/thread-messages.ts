@@ -1,3 +1,4 @@
+import type { SerializedError } from '@facegate/errors';
 import type { DetectedFace, FastJpegStatus, ModelInfo, StageTimings } from '@facegate/vision';
 
 export interface ThreadParams {
@@ -12,7 +13,16 @@ export interface ThreadParams {
 export type ThreadRequest =
   | { op: 'ping' }
   | { op: 'detect'; bytes: Uint8Array; params: ThreadParams; idle: boolean }
-  | { op: 'analyze'; bytes: Uint8Array; params: ThreadParams; idle: boolean };
+  | { op: 'analyze'; bytes: Uint8Array; params: ThreadParams; idle: boolean }
+  | { op: 'analyzeEach'; images: Uint8Array[]; params: ThreadParams; idle: boolean };
+
+/** The faces, image size and stage timings that analyze finds in one image. */
+export interface ImageAnalysis {
+  modelId: string;
+  image: { width: number; height: number };
+  faces: (DetectedFace & { embedding: Float32Array })[];
+  timings: StageTimings;
+}
 
 export type ThreadResponse =
   | {
@@ -28,10 +38,5 @@ export type ThreadResponse =
       faces: DetectedFace[];
       timings: Partial<StageTimings>;
     }
-  | {
-      op: 'analyze';
-      modelId: string;
-      image: { width: number; height: number };
-      faces: (DetectedFace & { embedding: Float32Array })[];
-      timings: StageTimings;
-    };
+  | ({ op: 'analyze' } & ImageAnalysis)
+  | { op: 'analyzeEach'; results: (ImageAnalysis | { error: SerializedError })[] };

@@ -9,7 +9,12 @@ import { loadConfig } from '@facegate/config';
 import { type SerializedError, serializeError } from '@facegate/errors';
 import { FacePipeline, fastJpegStatus } from '@facegate/vision';
 
-import type { ThreadRequest, ThreadResponse } from './thread-messages.js';
+import type {
+  ImageAnalysis,
+  ThreadParams,
+  ThreadRequest,
+  ThreadResponse,
+} from './thread-messages.js';
 
 const config = loadConfig();
 const pipelineReady: Promise<FacePipeline> = FacePipeline.create(config);
@@ -41,20 +46,34 @@ async function handle(request: ThreadRequest): Promise<ThreadResponse> {
       const result = await pipeline.detect(request.bytes, request.params);
       return { op: 'detect', image: result.image, faces: result.faces, timings: result.timings };
     }
-    case 'analyze': {
-      const result = await pipeline.analyze(request.bytes, request.params);
-      return {
-        op: 'analyze',
-        modelId: pipeline.modelId,
-        image: result.image,
-        faces: result.faces.map(({ embedding, ...face }) => ({
-          ...face,
-          embedding: embedding.vector,
-        })),
-        timings: result.timings,
-      };
+    case 'analyze':
+      return { op: 'analyze', ...(await analyze(pipeline, request.bytes, request.params)) };
+    case 'analyzeEach': {
+      const results: (ImageAnalysis | { error: SerializedError })[] = [];
+      for (const bytes of request.images) {
+        try {
+          results.push(await analyze(pipeline, bytes, request.params));
+        } catch (error) {
+          results.push({ error: serializeError(error) });
+        }
+      }
+      return { op: 'analyzeEach', results };
     }
   }
+}
+
+async function analyze(
+  pipeline: FacePipeline,
+  bytes: Uint8Array,
+  params: ThreadParams,
+): Promise<ImageAnalysis> {
+  const result = await pipeline.analyze(bytes, params);
+  return {
+    modelId: pipeline.modelId,
+    image: result.image,
+    faces: result.faces.map(({ embedding, ...face }) => ({ ...face, embedding: embedding.vector })),
+    timings: result.timings,
+  };
 }
 
 export default async function run(

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFile, readdir } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
@@ -15,6 +16,7 @@ import {
   migrate,
   upsertBatchItems,
 } from '@facegate/db';
+import { FaceGateError } from '@facegate/errors';
 import { createLogger } from '@facegate/logger';
 
 import type { BatchContext } from '../src/batch/context.js';
@@ -115,3 +117,64 @@ for (const [label, keptBytes] of [
     }
   });
 }
+
+test('analyzeEach gives a corrupt image its own error', async (t) => {
+  if (!faces) return t.skip(FACES_MISSING);
+  const good = await readFile(join(faces, 'lfw', 'Tony_Blair', 'Tony_Blair_0001.jpg'));
+  const corrupt = good.subarray(0, 600);
+
+  const results = await pool.analyzeEach([good, corrupt, good], {});
+
+  assert.equal(results.length, 3);
+  const [first, broken, last] = [results[0]!, results[1]!, results[2]!];
+  assert.ok(!(first instanceof Error));
+  assert.ok(first.faces.length > 0);
+  assert.ok(broken instanceof FaceGateError);
+  assert.equal(broken.code, 'IMAGE_CORRUPT');
+  assert.ok(!(last instanceof Error));
+  assert.deepEqual(last.faces[0]!.embedding, first.faces[0]!.embedding);
+});
+
+test('a corrupt file fails its own item and the job stores the others', async (t) => {
+  if (!faces) return t.skip(FACES_MISSING);
+  const dir = await mkdtemp(join(tmpdir(), 'facegate-batch-items-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const items = (await personItems('George_W_Bush')).slice(0, 3);
+  const corruptPath = join(dir, 'corrupt.jpg');
+  await writeFile(corruptPath, (await readFile(items[0]!.locator)).subarray(0, 600));
+  items.splice(1, 0, {
+    key: 'George_W_Bush/corrupt.jpg',
+    externalId: 'George_W_Bush',
+    name: 'George W Bush',
+    locator: corruptPath,
+  });
+  const batch = await createBatch(db, {
+    source: { type: 'directory', path: dir },
+    mode: 'enrol',
+    multipleFaces: 'largest',
+  });
+  await upsertBatchItems(db, batch.id, items);
+  const claimed = await claimBatchItems(
+    db,
+    batch.id,
+    items.map((item) => item.key),
+  );
+
+  const failures = await extractItems(context, claimed);
+
+  assert.deepEqual(
+    failures.map(({ item, error }) => [item.key, (error as FaceGateError).code]),
+    [['George_W_Bush/corrupt.jpg', 'IMAGE_CORRUPT']],
+  );
+  const page = await listBatchItems(db, batch.id, { limit: 100 });
+  assert.deepEqual(
+    page.items.map((item) => [item.key, item.status]).sort(),
+    [
+      ['George_W_Bush/George_W_Bush_0001.jpg', 'done'],
+      ['George_W_Bush/George_W_Bush_0002.jpg', 'done'],
+      ['George_W_Bush/George_W_Bush_0003.jpg', 'done'],
+      // Recording a failure is the batch worker's part, after the job's other items.
+      ['George_W_Bush/corrupt.jpg', 'pending'],
+    ].sort(),
+  );
+});

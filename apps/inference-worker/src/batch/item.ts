@@ -39,6 +39,12 @@ export const KEPT_BYTES_PER_JOB = 32 * 1024 * 1024;
 /** Images a job reads at once. */
 const READS_AT_ONCE = 8;
 
+/**
+ * Images a job hands to the vision pool in one task. Two halve the hand-overs between
+ * threads, and keep a live request queued behind a batch task for at most two images.
+ */
+const IMAGES_PER_TASK = 2;
+
 /** Outcome of an item in this run, or 'none' when another run had already recorded it. */
 export type ItemResult = ItemOutcome['status'] | 'done' | 'none';
 
@@ -141,33 +147,48 @@ export async function extractItems(
     });
   }
 
-  // One image at a time: the batch worker's concurrency bounds the tasks in the pool.
-  const chosen = [];
-  for (const entry of toAnalyze) {
-    chosen.push(
-      await attempt(entry.item, async () => {
-        let bytes = entry.bytes;
-        entry.bytes = null;
-        if (bytes === null) {
-          bytes = await readItemImage(context, entry.item);
-          // The file may have changed since it was hashed; the face is stored under what was analysed.
-          entry.imageSha256 = createHash('sha256').update(bytes).digest();
-        }
-        const analysis = await context.pool.analyze(bytes, {});
-        const choice = chooseFace(
-          analysis.faces,
-          entry.item.multipleFaces,
-          context.config.enrolMinFaceSize,
-        );
-        if ('outcome' in choice) {
-          outcomes.push({ key: entry.item.key, outcome: choice.outcome });
-          return undefined;
-        }
-        return { entry, choice, modelId: analysis.modelId, facesDetected: analysis.faces.length };
-      }),
-    );
+  // One task at a time: the batch worker's concurrency bounds the tasks in the pool.
+  const faces: ChosenFace[] = [];
+  for (let start = 0; start < toAnalyze.length; start += IMAGES_PER_TASK) {
+    const group: Pending[] = [];
+    const images: Buffer[] = [];
+    for (const entry of toAnalyze.slice(start, start + IMAGES_PER_TASK)) {
+      const bytes = await attempt(entry.item, () => takeBytes(context, entry));
+      if (bytes === undefined) continue;
+      group.push(entry);
+      images.push(bytes);
+    }
+    if (group.length === 0) continue;
+    let analyses: Awaited<ReturnType<VisionPool['analyzeEach']>>;
+    try {
+      analyses = await context.pool.analyzeEach(images, {});
+    } catch (error) {
+      for (const entry of group) failures.push({ item: entry.item, error });
+      continue;
+    }
+    group.forEach((entry, index) => {
+      const analysis = analyses[index]!;
+      if (analysis instanceof Error) {
+        failures.push({ item: entry.item, error: analysis });
+        return;
+      }
+      const choice = chooseFace(
+        analysis.faces,
+        entry.item.multipleFaces,
+        context.config.enrolMinFaceSize,
+      );
+      if ('outcome' in choice) {
+        outcomes.push({ key: entry.item.key, outcome: choice.outcome });
+        return;
+      }
+      faces.push({
+        entry,
+        choice,
+        modelId: analysis.modelId,
+        facesDetected: analysis.faces.length,
+      });
+    });
   }
-  const faces = chosen.filter((face) => face !== undefined);
 
   const [storeFailures] = await Promise.all([
     storeFaces(context, faces),
@@ -176,6 +197,20 @@ export async function extractItems(
   ]);
   failures.push(...storeFailures);
   return failures;
+}
+
+/**
+ * Returns the bytes of an image for its analysis, read again when they were not kept.
+ * They are handed to the pool, so the entry keeps none.
+ */
+async function takeBytes(context: BatchContext, entry: Pending): Promise<Buffer> {
+  const kept = entry.bytes;
+  entry.bytes = null;
+  if (kept !== null) return kept;
+  const bytes = await readItemImage(context, entry.item);
+  // The file may have changed since it was hashed; the face is stored under what was analysed.
+  entry.imageSha256 = createHash('sha256').update(bytes).digest();
+  return bytes;
 }
 
 /** A face found by the pool's analyze. */
