@@ -606,7 +606,8 @@ export async function recordItemOutcome(
 
 /**
  * Records the outcomes of several items in one statement. Returns the keys it recorded;
- * an item already finished (by another run of its job) is left as it is.
+ * an item already finished (by another run of its job) is left as it is, and so is every
+ * item of a batch no longer planning or running (cancelled, say).
  */
 export async function recordItemOutcomes(
   db: Database,
@@ -633,6 +634,10 @@ export async function recordItemOutcomes(
         item_key text, status text, code text, reason text, faces_detected integer, face_id bigint)
       where i.batch_id = ${batchId} and i.item_key = t.item_key
         and i.status in ('pending', 'queued')
+        and exists (
+          select 1 from ${sql(db.schema)}.batches b
+          where b.id = ${batchId} and b.status in ('planning', 'running')
+          for share)
       returning i.item_key`,
   );
   return new Set(rows.map((row) => row.item_key));
@@ -665,8 +670,11 @@ type StoreItemFaceRow = {
  * is recorded as 'skipped'.
  *
  * It is one statement, so one round trip: the item row is locked first, which makes a
- * second run of the same item wait and then find it finished. The feed trigger's lock is
- * held only until this statement commits, not across further round trips.
+ * second run of the same item wait and then find it finished. The batch row is locked for
+ * share, so a cancel waits for the faces being stored and every later one finds the
+ * batch cancelled and stores nothing: the counts a cancel reports stay final. The feed
+ * trigger's lock is held only until this statement commits, not across further round
+ * trips.
  */
 export async function storeItemFace(
   db: Database,
@@ -766,9 +774,11 @@ function storeItemFaceQuery(
   const skippedReason = `the visitor already has a face of model ${face.modelId} from this image`;
   return sql<StoreItemFaceRow[]>`
     with item as (
-      select 1 from ${schema}.batch_items
-      where batch_id = ${batchId} and item_key = ${key} and status in ('pending', 'queued')
-      for update
+      select 1 from ${schema}.batch_items i
+      join ${schema}.batches b on b.id = i.batch_id
+      where i.batch_id = ${batchId} and i.item_key = ${key} and i.status in ('pending', 'queued')
+        and b.status in ('planning', 'running')
+      for update of i for share of b
     ), inserted as (
       insert into ${schema}.faces
         (visitor_id, model_id, dim, embedding, detection_score, box, face_size, image_sha256)

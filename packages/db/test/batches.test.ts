@@ -392,6 +392,33 @@ describe('batch items in groups', () => {
     assert.equal((again[0] as { recorded: boolean }).recorded, false);
   });
 
+  test('after a cancel, nothing more is stored or recorded', async () => {
+    const batch = await newBatch();
+    await upsertBatchItems(db, batch.id, items('x/1', 'x/2', 'x/3'));
+    await claimBatchItems(db, batch.id, ['x/1', 'x/2', 'x/3']);
+    const visitor = await findOrCreateVisitor(db, `cancel-${randomBytes(4).toString('hex')}`, 'C');
+    const options = { replaceOtherModels: false, facesDetected: 1 };
+    await storeItemFace(db, batch.id, 'x/1', makeFace(visitor.id), options);
+    const before = await countBatchItems(db, batch.id);
+
+    await cancelBatch(db, batch.id);
+    const stored = await storeItemFaces(db, batch.id, [
+      { key: 'x/2', face: makeFace(visitor.id), options },
+      { key: 'x/3', face: makeFace(visitor.id), options },
+    ]);
+    const recorded = await recordItemOutcomes(db, batch.id, [
+      { key: 'x/3', outcome: { status: 'no_face' } },
+    ]);
+
+    assert.deepEqual(
+      stored.map((result) => (result instanceof Error ? result.message : result.recorded)),
+      [false, false],
+    );
+    assert.equal(recorded.size, 0);
+    assert.deepEqual(await countBatchItems(db, batch.id), before);
+    assert.equal((await listFaces(db, visitor.id)).length, 1);
+  });
+
   test('in a group store, a deleted visitor fails only its own item', async () => {
     const batch = await newBatch();
     await upsertBatchItems(db, batch.id, items('d/1', 'd/2', 'd/3'));
