@@ -605,9 +605,9 @@ export async function recordItemOutcome(
 }
 
 /**
- * Records the outcomes of several items in one statement. Returns the keys it recorded;
- * an item already finished (by another run of its job) is left as it is, and so is every
- * item of a batch no longer planning or running (cancelled, say).
+ * Records the outcomes of several items in one statement. Returns the keys it recorded.
+ * An item already finished (by another run of its job) is left as it is, and so is every
+ * item of a batch no longer planning or running (a cancelled one).
  */
 export async function recordItemOutcomes(
   db: Database,
