@@ -87,10 +87,10 @@ export function batchPlanJobId(batchId: string): string {
 export const BATCH_ITEMS_PER_JOB = 64;
 
 /**
- * Job id of a group of batch items, derived from the batch id and the item keys so that
- * planning the same batch again never queues a second job for items whose job is still
- * in Redis. The keys are hashed because they are file paths, and BullMQ rejects ids with
- * ':'.
+ * Job id of a group of batch items, derived from the batch id and the keys of the whole
+ * group. Planning the same batch again then never queues a second job for a group whose
+ * job is still in Redis. The keys are hashed because they are file paths, and BullMQ
+ * rejects ids with ':'.
  */
 export function batchItemsJobId(batchId: string, itemKeys: readonly string[]): string {
   const hash = createHash('sha256');
@@ -109,20 +109,28 @@ export function addBatchPlanJob(
 }
 
 /**
- * Queues jobs for the items in one Redis round trip, BATCH_ITEMS_PER_JOB items per job in
- * the order given. Callers pass a bounded chunk (a few hundred).
+ * Queues the unfinished items of a chunk of a batch's source in one Redis round trip.
+ * The chunk's keys, in source order, are cut into groups of `itemsPerJob`, and each group
+ * with an unfinished item becomes a job for those items. The groups depend on the source
+ * alone, not on which items are finished, so planning again gives the same job ids.
+ * Callers pass a bounded chunk (a few hundred).
  */
 export function addBatchItemJobs(
   queues: Queues,
   batchId: string,
-  itemKeys: readonly string[],
+  chunkKeys: readonly string[],
+  unfinished: ReadonlySet<string>,
+  itemsPerJob = BATCH_ITEMS_PER_JOB,
 ): Promise<unknown> {
+  const size = Math.max(1, Math.min(itemsPerJob, BATCH_ITEMS_PER_JOB));
   const jobs = [];
-  for (let start = 0; start < itemKeys.length; start += BATCH_ITEMS_PER_JOB) {
-    const group = itemKeys.slice(start, start + BATCH_ITEMS_PER_JOB);
+  for (let start = 0; start < chunkKeys.length; start += size) {
+    const group = chunkKeys.slice(start, start + size);
+    const itemKeys = group.filter((key) => unfinished.has(key));
+    if (itemKeys.length === 0) continue;
     jobs.push({
       name: 'items',
-      data: { kind: 'items' as const, batchId, itemKeys: group },
+      data: { kind: 'items' as const, batchId, itemKeys },
       opts: { ...BATCH_JOB_OPTIONS, jobId: batchItemsJobId(batchId, group) },
     });
   }

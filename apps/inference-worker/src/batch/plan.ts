@@ -22,6 +22,13 @@ import { enumerateSource } from './sources.js';
 /** Items stored and queued per round trip: one insert and one addBulk of this many. */
 export const PLAN_CHUNK_SIZE = 500;
 
+/**
+ * Items per job in the last chunk of a source. Its jobs run last, and smaller ones there
+ * keep both threads busy until the end instead of leaving one job of BATCH_ITEMS_PER_JOB
+ * images to finish alone.
+ */
+export const LAST_CHUNK_ITEMS_PER_JOB = 16;
+
 export interface PlanResult {
   /** False when the batch was no longer planning or running, or was cancelled meanwhile. */
   planned: boolean;
@@ -36,6 +43,19 @@ export async function planBatch(context: BatchContext, batchId: string): Promise
   if (!batch) return result;
 
   const counters = { ignored: 0 };
+  // Queued first, marked second: a crash in between leaves items 'pending' whose jobs
+  // exist, and the next planning run queues them under the same ids (no copies).
+  const queue = async (
+    chunk: { keys: string[]; unfinished: string[] },
+    itemsPerJob?: number,
+  ): Promise<void> => {
+    if (chunk.unfinished.length === 0) return;
+    const unfinished = new Set(chunk.unfinished);
+    await addBatchItemJobs(context.queues, batchId, chunk.keys, unfinished, itemsPerJob);
+    await markItemsQueued(context.db, batchId, chunk.unfinished);
+  };
+  // A chunk is queued when the next one has been read, so the last one is known as such.
+  let held = { keys: [] as string[], unfinished: [] as string[] };
   for await (const chunk of enumerateSource(
     context.db,
     batch.source,
@@ -60,15 +80,12 @@ export async function planBatch(context: BatchContext, batchId: string): Promise
     }
 
     const unfinished = await upsertBatchItems(context.db, batchId, chunk);
-    if (unfinished.length > 0) {
-      // Queued first, marked second: a crash in between leaves items 'pending' whose
-      // jobs exist, and the next planning run queues them under the same ids (no copies).
-      await addBatchItemJobs(context.queues, batchId, unfinished);
-      await markItemsQueued(context.db, batchId, unfinished);
-    }
+    await queue(held);
+    held = { keys: chunk.map((item) => item.key), unfinished };
     result.items += chunk.length;
     result.queued += unfinished.length;
   }
+  await queue(held, LAST_CHUNK_ITEMS_PER_JOB);
 
   result.ignored = counters.ignored;
   await markBatchPlanned(context.db, batchId, counters.ignored);
