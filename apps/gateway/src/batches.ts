@@ -46,20 +46,24 @@ const absolutePath = z
 // Identifiers are checked again, strictly, by the database layer before any SQL is built.
 const identifier = z.string().min(1).max(200);
 
-const batchSource = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('directory'), path: absolutePath }).strict(),
-  z.object({ type: z.literal('manifest'), path: absolutePath }).strict(),
-  z
-    .object({
-      type: z.literal('table'),
-      table: identifier,
-      idColumn: identifier,
-      nameColumn: identifier,
-      imageColumn: identifier,
-      imageEncoding: z.enum(['bytea', 'base64', 'path']),
-    })
-    .strict(),
-]);
+const batchSource = z.discriminatedUnion(
+  'type',
+  [
+    z.object({ type: z.literal('directory'), path: absolutePath }).strict(),
+    z.object({ type: z.literal('manifest'), path: absolutePath }).strict(),
+    z
+      .object({
+        type: z.literal('table'),
+        table: identifier,
+        idColumn: identifier,
+        nameColumn: identifier,
+        imageColumn: identifier,
+        imageEncoding: z.enum(['bytea', 'base64', 'path']),
+      })
+      .strict(),
+  ],
+  { error: "must be one of 'directory', 'manifest', 'table'" },
+);
 
 export const newBatchBody = z
   .object({

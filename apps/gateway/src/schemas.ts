@@ -99,6 +99,7 @@ function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
 
 /** Shows a value as sent, shortened: a client may echo anything. */
 function shown(value: unknown): string {
+  if (value === undefined) return 'nothing';
   const text = typeof value === 'string' ? `'${value}'` : JSON.stringify(value);
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
@@ -128,8 +129,11 @@ function describeIssue(issue: z.core.$ZodIssue, sent: unknown, where: string): s
       return `must be ${issue.inclusive === false ? 'above' : 'at least'} ${String(issue.minimum)}, got ${shown(sent)}`;
     case 'invalid_format':
       return `must be a valid ${issue.format}, got ${shown(sent)}`;
-    case 'invalid_value':
-      return `must be one of ${issue.values.map((value) => shown(value)).join(', ')}, got ${shown(sent)}`;
+    case 'invalid_value': {
+      const allowed = issue.values.map((value) => shown(value)).join(', ');
+      if (sent === undefined) return `is required: one of ${allowed}`;
+      return `must be one of ${allowed}, got ${shown(sent)}`;
+    }
     default:
       return issue.message;
   }

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 
 import { FaceGateError } from '@facegate/errors';
 
+import { newBatchBody } from '../src/batches.js';
 import { newVisitorBody, parse, recognizeQuery, verifyQuery } from '../src/schemas.js';
 
 function messageOf(run: () => unknown): string {
@@ -81,4 +82,21 @@ test('several problems listed together', () => {
 
   assert.match(message, /unknown query parameter\(s\): foo/);
   assert.match(message, /query 'min_score': must be a number, got 'abc'/);
+});
+
+test('missing or unknown choice in a batch source', () => {
+  const table = { type: 'table', table: 'visitors', idColumn: 'id', nameColumn: 'name' };
+
+  assert.equal(
+    messageOf(() => parse(newBatchBody, { source: { ...table, imageColumn: 'photo' } }, 'body')),
+    "body 'source.imageEncoding': is required: one of 'bytea', 'base64', 'path'",
+  );
+  assert.equal(
+    messageOf(() => parse(newBatchBody, { source: {} }, 'body')),
+    "body 'source.type': must be one of 'directory', 'manifest', 'table'",
+  );
+  assert.equal(
+    messageOf(() => parse(newBatchBody, { source: { type: 'ftp', path: '/x' } }, 'body')),
+    "body 'source.type': must be one of 'directory', 'manifest', 'table'",
+  );
 });
