@@ -42,6 +42,7 @@ import { buildOpenApi } from './openapi.js';
 import { waitForErasure } from './erasure.js';
 import { swaggerUiRouter } from './docs.js';
 import {
+  noQuery,
   detectQuery,
   enrolQuery,
   faceIdParams,
@@ -381,7 +382,7 @@ export function createApp(deps: GatewayDeps): express.Express {
     response.json(result);
   });
 
-  app.post('/api/v1/visitors', guard('enrol'), async (request, response) => {
+  app.post('/api/v1/visitors', guard('enrol'), noQuery, async (request, response) => {
     const body = parse(newVisitorBody, await readJson(request), 'body');
     const visitor = await transaction(db, async (tx) => {
       const created = await createVisitor(tx, body);
@@ -405,14 +406,14 @@ export function createApp(deps: GatewayDeps): express.Express {
     });
   });
 
-  app.get('/api/v1/visitors/:id', guard('enrol'), async (request, response) => {
+  app.get('/api/v1/visitors/:id', guard('enrol'), noQuery, async (request, response) => {
     const { id } = parse(visitorIdParams, request.params, 'path');
     const visitor = await getVisitor(db, id);
     if (!visitor) throw notFound(`visitor ${id}`);
     response.json(visitorJson(visitor));
   });
 
-  app.patch('/api/v1/visitors/:id', guard('enrol'), async (request, response) => {
+  app.patch('/api/v1/visitors/:id', guard('enrol'), noQuery, async (request, response) => {
     const { id } = parse(visitorIdParams, request.params, 'path');
     const patch = parse(visitorPatchBody, await readJson(request), 'body');
     const visitor = await transaction(db, async (tx) => {
@@ -437,7 +438,7 @@ export function createApp(deps: GatewayDeps): express.Express {
     response.json(visitorJson(visitor));
   });
 
-  app.delete('/api/v1/visitors/:id', guard('enrol'), async (request, response) => {
+  app.delete('/api/v1/visitors/:id', guard('enrol'), noQuery, async (request, response) => {
     const { id } = parse(visitorIdParams, request.params, 'path');
     const erasure = await eraseVisitor(db, id, actorOf(request));
     if (!erasure) throw notFound(`visitor ${id}`);
@@ -459,7 +460,7 @@ export function createApp(deps: GatewayDeps): express.Express {
     response.status(result.created ? 201 : 200).json(result);
   });
 
-  app.get('/api/v1/visitors/:id/faces', guard('enrol'), async (request, response) => {
+  app.get('/api/v1/visitors/:id/faces', guard('enrol'), noQuery, async (request, response) => {
     const { id } = parse(visitorIdParams, request.params, 'path');
     if (!(await getVisitor(db, id))) throw notFound(`visitor ${id}`);
     const faces = await listFaces(db, id);
@@ -478,15 +479,20 @@ export function createApp(deps: GatewayDeps): express.Express {
     });
   });
 
-  app.delete('/api/v1/visitors/:id/faces/:faceId', guard('enrol'), async (request, response) => {
-    const { id, faceId } = parse(faceIdParams, request.params, 'path');
-    const erasure = await eraseFace(db, id, faceId, actorOf(request));
-    if (!erasure) throw notFound(`face ${faceId} of visitor ${id}`);
-    seq.observe(erasure.seq);
-    await answerErasure(response, erasure.seq, `face ${faceId}`);
-  });
+  app.delete(
+    '/api/v1/visitors/:id/faces/:faceId',
+    guard('enrol'),
+    noQuery,
+    async (request, response) => {
+      const { id, faceId } = parse(faceIdParams, request.params, 'path');
+      const erasure = await eraseFace(db, id, faceId, actorOf(request));
+      if (!erasure) throw notFound(`face ${faceId} of visitor ${id}`);
+      seq.observe(erasure.seq);
+      await answerErasure(response, erasure.seq, `face ${faceId}`);
+    },
+  );
 
-  app.get('/api/v1/index', guard('admin'), async (_request, response) => {
+  app.get('/api/v1/index', guard('admin'), noQuery, async (_request, response) => {
     const matchers = await readHeartbeats(deps.redis, deps.keys, 'matcher');
     if (matchers.length === 0)
       throw new FaceGateError('NOT_READY', 'no matcher is running (no heartbeat in Redis)');

@@ -30,7 +30,7 @@ import { z } from 'zod';
 import { actorOf } from './access.js';
 import type { GatewayDeps } from './app.js';
 import { readJson } from './images.js';
-import { parse } from './schemas.js';
+import { noQuery, parse } from './schemas.js';
 
 /** Failed items listed in a batch report; the items route pages through all of them. */
 const REPORT_FAILURES = 100;
@@ -162,7 +162,7 @@ export function registerBatchRoutes(
 ): void {
   const { db, logger } = deps;
 
-  app.post('/api/v1/batches', guard('enrol'), async (request, response) => {
+  app.post('/api/v1/batches', guard('enrol'), noQuery, async (request, response) => {
     const body = parse(newBatchBody, await readJson(request, MAX_BODY_BYTES), 'body');
     // Checked here so a wrong table or column is a 400 now, not a failed batch later.
     if (body.source.type === 'table') await checkTableSource(db, body.source);
@@ -203,7 +203,7 @@ export function registerBatchRoutes(
     response.status(202).json({ id: batch.id, status: batch.status });
   });
 
-  app.get('/api/v1/batches/:id', guard('enrol'), async (request, response) => {
+  app.get('/api/v1/batches/:id', guard('enrol'), noQuery, async (request, response) => {
     const { id } = parse(batchIdParams, request.params, 'path');
     const batch = await getBatch(db, id);
     if (!batch) throw new FaceGateError('NOT_FOUND', `batch ${id} does not exist`);
@@ -219,7 +219,7 @@ export function registerBatchRoutes(
     response.json({ items: page.items.map(itemJson), nextCursor: page.nextCursor ?? null });
   });
 
-  app.delete('/api/v1/batches/:id', guard('enrol'), async (request, response) => {
+  app.delete('/api/v1/batches/:id', guard('enrol'), noQuery, async (request, response) => {
     const { id } = parse(batchIdParams, request.params, 'path');
     const result = await transaction(db, async (tx) => {
       const outcome = await cancelBatch(tx, id);

@@ -19,7 +19,7 @@ import { z } from 'zod';
 import { actorOf } from './access.js';
 import type { GatewayDeps } from './app.js';
 import { readJson } from './images.js';
-import { parse } from './schemas.js';
+import { noQuery, parse } from './schemas.js';
 
 export const newKeyBody = z
   .object({
@@ -61,7 +61,7 @@ export function registerKeyRoutes(
 ): void {
   const { db, keyRing } = deps;
 
-  app.get('/api/v1/keys', guard('admin'), async (_request, response) => {
+  app.get('/api/v1/keys', guard('admin'), noQuery, async (_request, response) => {
     const stored = await listApiKeys(db);
     const fromEnvironment = keyRing.keyIds
       .filter((id) => id.startsWith('env-'))
@@ -69,7 +69,7 @@ export function registerKeyRoutes(
     response.json({ items: [...fromEnvironment, ...stored.map(keyJson)] });
   });
 
-  app.post('/api/v1/keys', guard('admin'), async (request, response) => {
+  app.post('/api/v1/keys', guard('admin'), noQuery, async (request, response) => {
     const body = parse(newKeyBody, await readJson(request, 16 * 1024), 'body');
     const generated = generateApiKey();
     const actor = actorOf(request);
@@ -91,7 +91,7 @@ export function registerKeyRoutes(
     response.status(201).json({ ...keyJson(record), key: generated.key });
   });
 
-  app.delete('/api/v1/keys/:id', guard('admin'), async (request, response) => {
+  app.delete('/api/v1/keys/:id', guard('admin'), noQuery, async (request, response) => {
     if (
       /^env-\d+$/.test(String(request.params.id)) &&
       keyRing.keyIds.includes(String(request.params.id))

@@ -1,4 +1,5 @@
 import { FaceGateError } from '@facegate/errors';
+import type { NextFunction, Request, Response } from 'express';
 import { z } from 'zod';
 
 /** Query strings arrive as text; numbers are coerced and unknown keys rejected. */
@@ -66,6 +67,20 @@ export const faceIdParams = z.object({
   id: z.string().uuid(),
   faceId: z.coerce.number().int().min(1),
 });
+
+/**
+ * Middleware of a route that takes no query parameters: any parameter gets 400
+ * INVALID_REQUEST, as unknown parameters do on the routes that take some.
+ */
+export function noQuery(request: Request, _response: Response, next: NextFunction): void {
+  const names = Object.keys(request.query);
+  if (names.length === 0) {
+    next();
+    return;
+  }
+  const problem = `unknown query parameter(s): ${names.join(', ')}; this route takes none`;
+  next(new FaceGateError('INVALID_REQUEST', problem, { details: { problems: [problem] } }));
+}
 
 /** Parses `value` or throws INVALID_REQUEST listing every problem (a uuid path parameter that does not parse is NOT_FOUND). */
 export function parse<T extends z.ZodType>(schema: T, value: unknown, where: string): z.output<T> {
