@@ -5,12 +5,12 @@
  * batch failed or was cancelled), 2 for invalid usage. Images with no face, several
  * faces or a too small face are outcomes, not failures: the report counts them.
  */
-import { resolve } from 'node:path';
 
 import type { Config } from '@facegate/config';
 import { type ErrorCode, FaceGateError, isErrorCode } from '@facegate/errors';
 
 import { parseArgs } from './commands.js';
+import { userPath } from './paths.js';
 
 export const BATCH_USAGE = `usage:
   fr batch directory <folder> [options]     one sub-folder per visitor (folder name = externalId and name)
@@ -223,7 +223,7 @@ function sourceOf(
 ): Record<string, unknown> {
   if (kind === 'directory' || kind === 'manifest') {
     if (positional.length !== 1) throw usageError(`fr batch ${kind} takes one path`);
-    return { type: kind, path: resolve(positional[0]!) };
+    return { type: kind, path: userPath(positional[0]!) };
   }
   if (positional.length !== 0) throw usageError('fr batch table takes no positional argument');
   return {

@@ -9,13 +9,15 @@ import {
   largestFace,
 } from '@facegate/vision';
 
+import { userPath } from './paths.js';
+
 export interface CommandOutput {
   stdout: unknown;
 }
 
 async function readImage(path: string): Promise<Buffer> {
   try {
-    return await readFile(path);
+    return await readFile(userPath(path));
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new FaceGateError(

@@ -86,3 +86,20 @@ test('invalid configuration is reported', () => {
   assert.match(result.stderr, /FACE_EMBEDDER/);
   assert.match(result.stderr, /DETECTION_MIN_SCORE/);
 });
+
+test('a relative image path is read from the directory npm was called from', { skip }, () => {
+  const lfw = join(faces!, 'lfw', 'Aaron_Peirsol');
+  // As `npm run -s fr -- ...` runs it: in the repository root, with INIT_CWD set.
+  const result = spawnSync(
+    process.execPath,
+    [main, 'verify', 'Aaron_Peirsol_0001.jpg', 'Aaron_Peirsol_0002.jpg'],
+    {
+      encoding: 'utf8',
+      cwd: fileURLToPath(new URL('../../../..', import.meta.url)),
+      env: { ...process.env, INIT_CWD: lfw },
+    },
+  );
+
+  assert.equal(result.status, 0, result.stderr);
+  assert.equal((JSON.parse(result.stdout) as { match: boolean }).match, true);
+});
