@@ -714,7 +714,7 @@ export async function storeItemFaces(
       if (!isUuid(entry.face.visitorId)) throw visitorNotFound(entry.face.visitorId);
       return null;
     } catch (error) {
-      return error instanceof Error ? error : new Error(String(error));
+      return asError(error);
     }
   });
   const valid = entries.filter((_, index) => checked[index] === null);
@@ -736,10 +736,14 @@ export async function storeItemFaces(
       try {
         return await storeItemFace(db, batchId, entry.key, entry.face, entry.options);
       } catch (failure) {
-        return failure instanceof Error ? failure : new Error(String(failure));
+        return asError(failure);
       }
     }),
   );
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
 }
 
 function asVisitorNotFound(error: unknown, visitorId: string): unknown {

@@ -204,9 +204,9 @@ export async function extractItems(
  * They are handed to the pool, so the entry keeps none.
  */
 async function takeBytes(context: BatchContext, entry: Pending): Promise<Buffer> {
-  const kept = entry.bytes;
+  const inMemory = entry.bytes;
   entry.bytes = null;
-  if (kept !== null) return kept;
+  if (inMemory !== null) return inMemory;
   const bytes = await readItemImage(context, entry.item);
   // The file may have changed since it was hashed; the face is stored under what was analysed.
   entry.imageSha256 = createHash('sha256').update(bytes).digest();

@@ -55,7 +55,7 @@ export async function planBatch(context: BatchContext, batchId: string): Promise
     await markItemsQueued(context.db, batchId, chunk.unfinished);
   };
   // A chunk is queued when the next one has been read, so the last one is known as such.
-  let held = { keys: [] as string[], unfinished: [] as string[] };
+  let unqueued = { keys: [] as string[], unfinished: [] as string[] };
   for await (const chunk of enumerateSource(
     context.db,
     batch.source,
@@ -80,12 +80,12 @@ export async function planBatch(context: BatchContext, batchId: string): Promise
     }
 
     const unfinished = await upsertBatchItems(context.db, batchId, chunk);
-    await queue(held);
-    held = { keys: chunk.map((item) => item.key), unfinished };
+    await queue(unqueued);
+    unqueued = { keys: chunk.map((item) => item.key), unfinished };
     result.items += chunk.length;
     result.queued += unfinished.length;
   }
-  await queue(held, LAST_CHUNK_ITEMS_PER_JOB);
+  await queue(unqueued, LAST_CHUNK_ITEMS_PER_JOB);
 
   result.ignored = counters.ignored;
   await markBatchPlanned(context.db, batchId, counters.ignored);

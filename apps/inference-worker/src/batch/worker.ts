@@ -2,8 +2,8 @@
  * The batch queue's BullMQ worker, beside the inference worker in the same process and on
  * the same vision pool. A job extracts a few items, and each item's outcome is recorded in
  * PostgreSQL before the job ends. An input error fails its item at once. A transient
- * error fails the job, so BullMQ retries it with backoff for the items still unfinished;
- * on the last attempt the error is recorded as the item's failure.
+ * error fails the job, so BullMQ retries it with backoff for the items still unfinished.
+ * On the last attempt, the error is recorded as the item's failure.
  */
 import { type BatchJob, QUEUE_NAMES, addBatchPlanJob } from '@facegate/contracts';
 import {
