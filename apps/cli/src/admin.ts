@@ -32,8 +32,8 @@ export const DB_USAGE = `usage:
 
 const CLI_ACTOR = { keyId: 'cli' } as const;
 
-function usageError(message: string, usage: string): FaceGateError {
-  return new FaceGateError('INVALID_REQUEST', `${message}\n${usage}`);
+function usageError(message: string, command: 'keys' | 'db'): FaceGateError {
+  return new FaceGateError('INVALID_REQUEST', `${message}; see 'fr ${command} --help'`);
 }
 
 async function withDatabase<T>(url: string, config: Config, work: (db: Database) => Promise<T>) {
@@ -66,10 +66,9 @@ export async function keysCommand(config: Config, args: readonly string[]): Prom
   if (action === 'create') {
     const name = options.get('name');
     const scopeText = options.get('scopes');
-    if (!name?.trim() || !scopeText)
-      throw usageError('--name and --scopes are required', KEYS_USAGE);
+    if (!name?.trim() || !scopeText) throw usageError('--name and --scopes are required', 'keys');
     if (name.trim().length > 200) {
-      throw usageError(`--name has ${name.trim().length} characters; the limit is 200`, KEYS_USAGE);
+      throw usageError(`--name has ${name.trim().length} characters; the limit is 200`, 'keys');
     }
     const scopes = parseScopes(scopeText);
     const generated = generateApiKey();
@@ -93,20 +92,20 @@ export async function keysCommand(config: Config, args: readonly string[]): Prom
   }
   if (action === 'revoke') {
     const [id] = positional;
-    if (!id) throw usageError('the key id is missing', KEYS_USAGE);
+    if (!id) throw usageError('the key id is missing', 'keys');
     const record = await withDatabase(config.databaseUrl, config, (db) =>
       revokeApiKey(db, id, CLI_ACTOR),
     );
     if (!record) throw new FaceGateError('NOT_FOUND', `API key ${id} does not exist`);
     return record;
   }
-  throw usageError(`unknown keys action '${action ?? ''}'`, KEYS_USAGE);
+  throw usageError(`unknown keys action '${action ?? ''}'`, 'keys');
 }
 
 export async function dbCommand(config: Config, args: readonly string[]): Promise<unknown> {
   const [action, ...rest] = args;
   if (action === '--help' || action === 'help') printHelp(DB_USAGE);
-  if (action !== 'migrate') throw usageError(`unknown db action '${action ?? ''}'`, DB_USAGE);
+  if (action !== 'migrate') throw usageError(`unknown db action '${action ?? ''}'`, 'db');
   const { options } = parseArgs(rest, ['grant']);
 
   const url = config.databaseMigrationUrl ?? config.databaseUrl;

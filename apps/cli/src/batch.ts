@@ -50,7 +50,7 @@ const SOURCE_OPTIONS = ['multiple-faces', 'mode', 'url', 'poll-interval-ms'];
 const TABLE_OPTIONS = ['table', 'id-column', 'name-column', 'image-column', 'image-encoding'];
 
 function usageError(message: string): FaceGateError {
-  return new FaceGateError('INVALID_REQUEST', `${message}\n${BATCH_USAGE}`);
+  return new FaceGateError('INVALID_REQUEST', `${message}; see 'fr batch --help'`);
 }
 
 function gatewayUrl(config: Config, options: Map<string, string>): string {

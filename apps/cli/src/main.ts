@@ -39,7 +39,7 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   const command = COMMANDS[name];
-  if (!command) fail('INVALID_REQUEST', `unknown command '${name}'\n${USAGE}`, 2);
+  if (!command) fail('INVALID_REQUEST', `unknown command '${name}'; see 'fr --help'`, 2);
 
   let config;
   try {

@@ -103,3 +103,16 @@ test('a relative image path is read from the directory npm was called from', { s
   assert.equal(result.status, 0, result.stderr);
   assert.equal((JSON.parse(result.stdout) as { match: boolean }).match, true);
 });
+
+test('usage errors are one JSON line', () => {
+  for (const args of [['frobnicate'], ['batch'], ['batch', 'directory'], ['keys', 'rename']]) {
+    const result = fr(...args);
+
+    assert.equal(result.status, 2, args.join(' '));
+    const lines = result.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, result.stderr);
+    const { error } = JSON.parse(lines[0]!) as { error: { code: string; message: string } };
+    assert.equal(error.code, 'INVALID_REQUEST');
+    assert.match(error.message, /see 'fr( \w+)? --help'$/);
+  }
+});
