@@ -38,7 +38,7 @@ import type { Dispatcher } from './dispatcher.js';
 import { readImages, readJson } from './images.js';
 import { registerKeyRoutes } from './keys.js';
 import type { MatchLogger } from './match-log.js';
-import { buildOpenApi } from './openapi.js';
+import { ROUTES, buildOpenApi } from './openapi.js';
 import { waitForErasure } from './erasure.js';
 import { swaggerUiRouter } from './docs.js';
 import {
@@ -181,6 +181,20 @@ async function checkReadiness(
   };
   const ready = Object.values(checks).every((check) => (check as { ok: boolean }).ok);
   return { ready, checks };
+}
+
+/** Documented routes as path patterns, for 405 answers on a known path. */
+const ROUTE_PATTERNS = ROUTES.map((route) => ({
+  method: route.method.toUpperCase(),
+  pattern: new RegExp(`^${route.path.replace(/\{\w+\}/g, '[^/]+')}/?$`),
+}));
+
+/** Returns the methods the documented routes take on `path`; none for an unknown path. */
+function allowedMethods(path: string): string[] {
+  const methods = ROUTE_PATTERNS.filter(({ pattern }) => pattern.test(path)).map(
+    ({ method }) => method,
+  );
+  return [...new Set(methods)];
 }
 
 export function createApp(deps: GatewayDeps): express.Express {
@@ -513,8 +527,20 @@ export function createApp(deps: GatewayDeps): express.Express {
   registerBatchRoutes(app, deps, guard);
   registerKeyRoutes(app, deps, guard);
 
-  app.use((request, _response, next) => {
-    next(new FaceGateError('NOT_FOUND', `no route for ${request.method} ${request.path}`));
+  app.use((request, response, next) => {
+    const allowed = allowedMethods(request.path);
+    if (allowed.length === 0) {
+      next(new FaceGateError('NOT_FOUND', `no route for ${request.method} ${request.path}`));
+      return;
+    }
+    response.set('Allow', allowed.join(', '));
+    next(
+      new FaceGateError(
+        'METHOD_NOT_ALLOWED',
+        `${request.path} does not take ${request.method}; it takes ${allowed.join(', ')}`,
+        { details: { allowed } },
+      ),
+    );
   });
 
   app.use((error: unknown, request: Request, response: Response, _next: NextFunction) => {

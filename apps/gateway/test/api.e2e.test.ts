@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -454,6 +455,14 @@ describe(
 
       assert.equal(response.status, 404);
       assert.equal(response.json.error.code, 'NOT_FOUND');
+    });
+
+    test('wrong method on a known path is a 405', async () => {
+      const response = await call(stack, 'PUT', `/api/v1/visitors/${randomUUID()}`);
+
+      assert.equal(response.status, 405);
+      assert.equal(response.json.error.code, 'METHOD_NOT_ALLOWED');
+      assert.equal(response.headers.get('allow'), 'GET, PATCH, DELETE');
     });
   },
 );
