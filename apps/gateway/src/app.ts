@@ -183,7 +183,7 @@ async function checkReadiness(
   return { ready, checks };
 }
 
-/** Documented routes as path patterns, for 405 answers on a known path. */
+/** Documented routes as path patterns, to tell a wrong method (405) from an unknown path. */
 const ROUTE_PATTERNS = ROUTES.map((route) => ({
   method: route.method.toUpperCase(),
   pattern: new RegExp(`^${route.path.replace(/\{\w+\}/g, '[^/]+')}/?$`),
