@@ -24,7 +24,7 @@ import {
 } from '@facegate/db';
 import { FaceGateError } from '@facegate/errors';
 
-import type { VisionPool } from '../pool.js';
+import type { ImageAnalysis } from '../thread-messages.js';
 import type { BatchContext } from './context.js';
 import { chooseFace } from './faces.js';
 import { readImageFile } from './files.js';
@@ -159,7 +159,7 @@ export async function extractItems(
       images.push(bytes);
     }
     if (group.length === 0) continue;
-    let analyses: Awaited<ReturnType<VisionPool['analyzeEach']>>;
+    let analyses: (ImageAnalysis | FaceGateError)[];
     try {
       analyses = await context.pool.analyzeEach(images, {});
     } catch (error) {
@@ -208,17 +208,15 @@ async function takeBytes(context: BatchContext, entry: Pending): Promise<Buffer>
   entry.bytes = null;
   if (inMemory !== null) return inMemory;
   const bytes = await readItemImage(context, entry.item);
-  // The file may have changed since it was hashed; the face is stored under what was analysed.
+  // The file may have changed since it was hashed, so the face is stored under the new hash.
   entry.imageSha256 = createHash('sha256').update(bytes).digest();
   return bytes;
 }
 
-/** A face found by the pool's analyze. */
-type AnalyzedFace = Awaited<ReturnType<VisionPool['analyze']>>['faces'][number];
-
+/** A face chosen for storing, with its item and what the analysis found. */
 interface ChosenFace {
   entry: Pending;
-  choice: { face: AnalyzedFace; faceSize: number; reason: string | null };
+  choice: { face: ImageAnalysis['faces'][number]; faceSize: number; reason: string | null };
   modelId: string;
   facesDetected: number;
 }
