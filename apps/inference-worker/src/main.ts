@@ -31,6 +31,7 @@ import {
 import { useAtomicGarbageCollection } from '@facegate/vision';
 import { type Job, UnrecoverableError, Worker } from 'bullmq';
 
+import { FileReader } from './batch/file-reader.js';
 import { startBatchWorker } from './batch/worker.js';
 import { blobKeysOf, handleInferenceJob } from './handlers.js';
 import { VisionPool, isInputError } from './pool.js';
@@ -171,8 +172,9 @@ async function main(): Promise<void> {
     );
   });
 
+  const files = new FileReader();
   const batchWorker = startBatchWorker(
-    { config, pool, db, queues, logger, modelId: models.modelId },
+    { config, pool, files, db, queues, logger, modelId: models.modelId },
     {
       connection: createRedis(config.redisUrl, { blocking: true }),
       prefix: keys.bullPrefix,
@@ -224,6 +226,7 @@ async function main(): Promise<void> {
       ['stop taking batch jobs and finish in-flight ones', () => batchWorker.close()],
       ['remove heartbeat', () => removeHeartbeat(redis, keys, 'worker', id)],
       ['close thread pool', () => pool.close()],
+      ['close file reader thread', () => files.close()],
       ['close queues', () => queues.close()],
       ['close Redis', () => redis.quit()],
       ['close PostgreSQL', () => db.close()],

@@ -20,6 +20,7 @@ import { FaceGateError } from '@facegate/errors';
 import { createLogger } from '@facegate/logger';
 
 import type { BatchContext } from '../src/batch/context.js';
+import { FileReader } from '../src/batch/file-reader.js';
 import { extractItems } from '../src/batch/item.js';
 import { VisionPool } from '../src/pool.js';
 
@@ -28,6 +29,7 @@ const faces = facesDir();
 
 let db: Database;
 let pool: VisionPool;
+let files: FileReader;
 let context: BatchContext;
 
 before(async () => {
@@ -39,9 +41,11 @@ before(async () => {
   await migrate(db);
   pool = new VisionPool(1);
   const { modelId } = await pool.warmUp();
+  files = new FileReader();
   context = {
     config: loadConfig({}),
     pool,
+    files,
     db,
     // Planning is not part of these tests, so no queue is used.
     queues: undefined as never,
@@ -52,6 +56,7 @@ before(async () => {
 
 after(async () => {
   await pool?.close();
+  await files?.close();
   if (db) {
     await db.sql`drop schema if exists ${db.sql(db.schema)} cascade`;
     await db.close();

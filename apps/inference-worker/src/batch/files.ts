@@ -1,4 +1,4 @@
-import { open, realpath } from 'node:fs/promises';
+import { realpath } from 'node:fs/promises';
 import { sep } from 'node:path';
 
 import { FaceGateError } from '@facegate/errors';
@@ -40,41 +40,6 @@ export function fileError(error: unknown, path: string, what: string): FaceGateE
     details: { path, errno },
     cause: error,
   });
-}
-
-/**
- * Reads an image file whole. Checks the size before reading, so an oversized file is
- * rejected with IMAGE_TOO_LARGE without loading it. Throws IMAGE_EMPTY for an empty file
- * and the errors of `fileError`.
- */
-export async function readImageFile(
-  path: string,
-  maxImageBytes: number,
-  roots: readonly string[] = [],
-): Promise<Buffer> {
-  await assertWithinRoots(path, roots, 'image file');
-  try {
-    const file = await open(path, 'r');
-    try {
-      const info = await file.stat();
-      if (!info.isFile()) {
-        throw new FaceGateError('INVALID_REQUEST', `image ${path} is not a regular file`);
-      }
-      if (info.size === 0) throw new FaceGateError('IMAGE_EMPTY', `image file ${path} is empty`);
-      if (info.size > maxImageBytes) {
-        throw new FaceGateError(
-          'IMAGE_TOO_LARGE',
-          `image file ${path} has ${info.size} bytes; the limit is ${maxImageBytes} bytes (MAX_IMAGE_BYTES)`,
-          { details: { sizeBytes: info.size, maxBytes: maxImageBytes } },
-        );
-      }
-      return await file.readFile();
-    } finally {
-      await file.close();
-    }
-  } catch (error) {
-    throw fileError(error, path, 'image file');
-  }
 }
 
 /** Returns whether `path`, already resolved, is one of `roots` or inside one. */

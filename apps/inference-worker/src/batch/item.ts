@@ -27,7 +27,6 @@ import { FaceGateError } from '@facegate/errors';
 import type { ImageAnalysis } from '../thread-messages.js';
 import type { BatchContext } from './context.js';
 import { chooseFace } from './faces.js';
-import { readImageFile } from './files.js';
 
 /**
  * Image bytes a job keeps between reading its images and analysing them. Images beyond
@@ -105,22 +104,34 @@ export async function extractItems(
   const pending: Pending[] = [];
   let readBytes = 0;
   for (let start = 0; start < enrolling.length; start += READS_AT_ONCE) {
-    const read = await Promise.all(
-      enrolling.slice(start, start + READS_AT_ONCE).map((item) =>
-        attempt(item, async (): Promise<Pending> => {
-          const externalId = checkItem(context, item);
-          const bytes = await readItemImage(context, item);
-          const imageSha256 = createHash('sha256').update(bytes).digest();
-          return { item, externalId, bytes, imageSha256, visitorId: null };
-        }),
-      ),
-    );
-    for (const entry of read) {
-      if (entry === undefined) continue;
-      readBytes += entry.bytes!.length;
-      if (readBytes > keptBytes) entry.bytes = null;
-      pending.push(entry);
+    const group: { item: ClaimedBatchItem; externalId: string }[] = [];
+    for (const item of enrolling.slice(start, start + READS_AT_ONCE)) {
+      try {
+        group.push({ item, externalId: checkItem(context, item) });
+      } catch (error) {
+        failures.push({ item, error });
+      }
     }
+    const images = await readItemImages(
+      context,
+      group.map(({ item }) => item),
+    );
+    group.forEach(({ item, externalId }, index) => {
+      const bytes = images[index]!;
+      if (bytes instanceof Error) {
+        failures.push({ item, error: bytes });
+        return;
+      }
+      const imageSha256 = createHash('sha256').update(bytes).digest();
+      readBytes += bytes.length;
+      pending.push({
+        item,
+        externalId,
+        bytes: readBytes > keptBytes ? null : bytes,
+        imageSha256,
+        visitorId: null,
+      });
+    });
   }
 
   const outcomes: { key: string; outcome: ItemOutcome }[] = [];
@@ -295,11 +306,52 @@ function checkItem(context: BatchContext, item: ClaimedBatchItem): string {
 }
 
 async function readItemImage(context: BatchContext, item: ClaimedBatchItem): Promise<Buffer> {
+  const [result] = await readItemImages(context, [item]);
+  if (result instanceof Error) throw result;
+  return result!;
+}
+
+/**
+ * Reads the images of items, in order: the result at index i is the bytes of items[i]
+ * or its error. Files go to the file reader thread together, table images are read from
+ * the database one by one.
+ */
+async function readItemImages(
+  context: BatchContext,
+  items: readonly ClaimedBatchItem[],
+): Promise<(Buffer | Error)[]> {
   const maxImageBytes = context.config.maxImageBytes;
-  if (item.source.type === 'table' && item.source.imageEncoding !== 'path') {
-    return readTableImage(context.db, item.source, item.locator!, maxImageBytes);
+  const files: ClaimedBatchItem[] = [];
+  const tableReads: Promise<Buffer | Error>[] = [];
+  for (const item of items) {
+    const source = item.source;
+    if (source.type === 'table' && source.imageEncoding !== 'path') {
+      tableReads.push(
+        readTableImage(context.db, source, item.locator!, maxImageBytes).catch((error: unknown) =>
+          error instanceof Error ? error : new Error(String(error)),
+        ),
+      );
+    } else {
+      files.push(item);
+    }
   }
-  return readImageFile(item.locator!, maxImageBytes, context.config.batchSourceRoots);
+  const [fileResults, tableResults] = await Promise.all([
+    files.length === 0
+      ? []
+      : context.files.read(
+          files.map((item) => item.locator!),
+          maxImageBytes,
+          context.config.batchSourceRoots,
+        ),
+    Promise.all(tableReads),
+  ]);
+
+  // Put the results back in the order of the items.
+  let nextFile = 0;
+  let nextTable = 0;
+  return items.map((item) =>
+    files[nextFile] === item ? fileResults[nextFile++]! : tableResults[nextTable++]!,
+  );
 }
 
 async function record(
