@@ -225,8 +225,10 @@ async function main(): Promise<void> {
     let output = '';
     peer.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     const code = await new Promise<number | null>((resolve) => peer.on('exit', resolve));
+    // A failed peer leaves facegate's figures to print, without its rows.
     if (code !== 0) console.log(`peer benchmark failed (exit ${code}); see its output above`);
-    for (const line of output.trim().split('\n')) {
+    for (const line of output.split('\n')) {
+      if (!line.trim().startsWith('{')) continue;
       const parsed = JSON.parse(line) as LoadResult & {
         concurrency?: number;
         server_cpu_ms_per_req?: number;
