@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -74,6 +75,18 @@ test('file reader reports errors per file', async () => {
   assert.equal(codeOf(rooted[2]), 'INVALID_REQUEST', 'a link that leads outside the roots');
   assert.deepEqual(rooted[3], photo, 'a link that stays inside the roots');
   assert.equal(codeOf(rooted[4]), 'NOT_FOUND');
+});
+
+test('file reader rejects a FIFO without waiting for a writer', async () => {
+  const fifo = join(dir, 'pipe.jpg');
+  execFileSync('mkfifo', [fifo]);
+  const outcome = await Promise.race([
+    reader.read([fifo], 10_000, []),
+    new Promise((resolve) => setTimeout(resolve, 10_000, 'no answer')),
+  ]);
+  assert.ok(Array.isArray(outcome), `expected results, got ${String(outcome)}`);
+  assert.equal(codeOf(outcome[0] as FaceGateError), 'INVALID_REQUEST');
+  assert.match((outcome[0] as FaceGateError).message, /not a regular file/);
 });
 
 test('file reader reads the same file twice', async () => {

@@ -3,7 +3,7 @@
 // threads per file (open, stat, read, close), and each one wakes a thread on cores busy
 // with vision work. Errors come back as values, because an Error sent across the thread
 // boundary loses its code.
-import { closeSync, fstatSync, openSync, readSync, realpathSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, realpathSync } from 'node:fs';
 
 import { FaceGateError, type SerializedError, serializeError } from '@facegate/errors';
 
@@ -42,7 +42,9 @@ function readFile(path: string, maxImageBytes: number, roots: readonly string[])
       { details: { path } },
     );
   }
-  const fd = openSync(path, 'r');
+  // Without O_NONBLOCK, opening a FIFO waits for a writer and would hold the thread, and
+  // every batch job of this worker behind it, until one comes. Reads of files ignore it.
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
     const info = fstatSync(fd);
     if (!info.isFile()) {
