@@ -852,6 +852,17 @@ export async function findVisitorIdByExternalId(
   return rows[0]?.id ?? null;
 }
 
+async function isBatchActive(db: Database, batchId: string): Promise<boolean> {
+  const { sql } = db;
+  const rows = await withDatabaseErrors(
+    db,
+    () => sql<{ active: boolean }[]>`
+      select status in ('planning', 'running') as active
+      from ${sql(db.schema)}.batches where id = ${batchId}`,
+  );
+  return rows[0]?.active ?? false;
+}
+
 /**
  * Returns the id of the visitor with this externalId, creating it when there is none.
  * Safe under concurrency: when another job creates it first, the insert conflicts and
@@ -869,11 +880,15 @@ export async function findOrCreateVisitor(
 /**
  * findOrCreateVisitor for several visitors: one insert for all of them, and one read for
  * those another job created first. The first name given for an externalId is used.
- * Returns every externalId with its visitor.
+ * Returns every externalId with its visitor. With `batchId`, visitors are created only
+ * while that batch is planning or running (its row is locked for share, as when storing
+ * faces), so a cancel's counts stay final. Then the result lacks the externalIds that
+ * would have needed a new visitor.
  */
 export async function findOrCreateVisitors(
   db: Database,
   visitors: readonly { externalId: string; name: string }[],
+  batchId?: string,
 ): Promise<Map<string, { id: string; created: boolean }>> {
   const { sql } = db;
   const schema = sql(db.schema);
@@ -892,9 +907,24 @@ export async function findOrCreateVisitors(
         insert into ${schema}.visitors (external_id, name)
         select external_id, name
         from jsonb_to_recordset(${sql.json(records)}) as t(external_id text, name text)
+        where ${batchId === undefined} or exists (
+          select 1 from ${schema}.batches b
+          where b.id = ${batchId ?? null} and b.status in ('planning', 'running')
+          for share)
         on conflict on constraint visitors_external_id_key do nothing
         returning id, external_id`,
     );
+    if (batchId !== undefined && inserted.length === 0 && !(await isBatchActive(db, batchId))) {
+      // The batch was cancelled or ended: return the visitors that exist and create none.
+      const existing = await withDatabaseErrors(
+        db,
+        () => sql<{ id: string; external_id: string }[]>`
+          select id, external_id from ${schema}.visitors
+          where external_id = any(${missing.map(([externalId]) => externalId)}::text[])`,
+      );
+      for (const row of existing) found.set(row.external_id, { id: row.id, created: false });
+      return found;
+    }
     for (const row of inserted) found.set(row.external_id, { id: row.id, created: true });
     const conflicted = missing
       .map(([externalId]) => externalId)

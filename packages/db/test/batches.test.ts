@@ -366,6 +366,34 @@ describe('batch items in groups', () => {
     assert.deepEqual(again, { id: found.get(`new-${suffix}`)!.id, created: false });
   });
 
+  test('group visitor creation stops with its batch', async () => {
+    const suffix = randomBytes(4).toString('hex');
+    const known = await findOrCreateVisitor(db, `kept-${suffix}`, 'Kept');
+    const batch = await newBatch();
+    const running = await findOrCreateVisitors(
+      db,
+      [{ externalId: `during-${suffix}`, name: 'During' }],
+      batch.id,
+    );
+    assert.equal(running.get(`during-${suffix}`)!.created, true);
+
+    assert.equal((await cancelBatch(db, batch.id))!.cancelled, true);
+    const cancelled = await findOrCreateVisitors(
+      db,
+      [
+        { externalId: `kept-${suffix}`, name: 'Kept' },
+        { externalId: `after-${suffix}`, name: 'After' },
+      ],
+      batch.id,
+    );
+    assert.deepEqual(cancelled.get(`kept-${suffix}`), { id: known.id, created: false });
+    assert.equal(cancelled.has(`after-${suffix}`), false);
+    const [row] = await db.sql`
+      select count(*)::int as n from ${db.sql(db.schema)}.visitors
+      where external_id = ${`after-${suffix}`}`;
+    assert.equal(row!.n, 0, 'no visitor is created for a cancelled batch');
+  });
+
   test('a copy of an image within a group store is skipped', async () => {
     const batch = await newBatch();
     await upsertBatchItems(db, batch.id, items('s/1', 's/2', 's/copy'));

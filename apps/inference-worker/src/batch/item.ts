@@ -249,16 +249,23 @@ async function storeFaces(
     }));
   if (newVisitors.length > 0) {
     try {
-      const visitors = await findOrCreateVisitors(context.db, newVisitors);
+      const visitors = await findOrCreateVisitors(
+        context.db,
+        newVisitors,
+        faces[0]!.entry.item.batchId,
+      );
       for (const { entry } of faces) {
-        entry.visitorId ??= visitors.get(entry.externalId)!.id;
+        entry.visitorId ??= visitors.get(entry.externalId)?.id ?? null;
       }
     } catch (error) {
       return faces.map(({ entry }) => ({ item: entry.item, error }));
     }
   }
 
-  const entries = faces.map(
+  // A visitor is missing only when the batch was cancelled: its items stay unfinished.
+  const storable = faces.filter(({ entry }) => entry.visitorId !== null);
+  if (storable.length === 0) return [];
+  const entries = storable.map(
     ({ entry, choice, modelId, facesDetected }): ItemFaceEntry => ({
       key: entry.item.key,
       face: {
@@ -281,10 +288,11 @@ async function storeFaces(
       },
     }),
   );
-  const results = await storeItemFaces(context.db, faces[0]!.entry.item.batchId, entries);
+  const results = await storeItemFaces(context.db, storable[0]!.entry.item.batchId, entries);
   const failures: ItemFailure[] = [];
   results.forEach((result, index) => {
-    if (result instanceof Error) failures.push({ item: faces[index]!.entry.item, error: result });
+    if (result instanceof Error)
+      failures.push({ item: storable[index]!.entry.item, error: result });
   });
   return failures;
 }
