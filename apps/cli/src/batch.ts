@@ -28,14 +28,17 @@ options:
 
 Paths are sent to the gateway as absolute paths; the inference workers read them, so
 they must see the same file system. When the gateway requires API keys, set FR_API_KEY
-to a key with the enrol scope.`;
+to a key with the enrol scope.
+
+exit status: 0 when every item ended without error, 1 when any item failed or the batch
+failed or was cancelled, 2 for invalid usage.`;
 
 /** Seconds between progress lines when stderr is not a terminal (a log file, CI). */
 const LOG_LINE_INTERVAL_MS = 5000;
 /** Progress samples kept for the rate, which is measured over this many milliseconds. */
 const RATE_WINDOW_MS = 15_000;
 
-interface BatchReport {
+export interface BatchReport {
   id: string;
   status: string;
   total: number;
@@ -183,13 +186,27 @@ export class ProgressLine {
     const fraction = report.total > 0 ? report.done / report.total : 0;
     const filled = Math.round(fraction * width);
     const bar = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
-    const rate = this.rate;
+    const rate = finishedRate(report) ?? this.rate;
     const eta = rate > 0 ? formatDuration(report.pending / rate) : '--:--';
     return (
       `${report.status} ${bar} ${report.done}/${report.total} ${(fraction * 100).toFixed(0)}% ` +
       `${rate.toFixed(1)} items/s ETA ${eta} stored ${report.facesStored} failed ${report.failed}`
     );
   }
+}
+
+/**
+ * Returns the items per second of a whole finished batch, from its createdAt and
+ * finishedAt, or undefined while it runs. A batch that ends between two polls would
+ * otherwise show 0.
+ */
+export function finishedRate(report: BatchReport): number | undefined {
+  if (typeof report.finishedAt !== 'string' || typeof report.createdAt !== 'string') {
+    return undefined;
+  }
+  const seconds = (Date.parse(report.finishedAt) - Date.parse(report.createdAt)) / 1000;
+  if (!Number.isFinite(seconds)) return undefined;
+  return report.done / Math.max(seconds, 0.001);
 }
 
 async function follow(baseUrl: string, id: string, pollIntervalMs: number): Promise<BatchReport> {
