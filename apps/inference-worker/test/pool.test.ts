@@ -57,12 +57,12 @@ test(
     });
 
     // The same images through several concurrent analyzeEach calls.
-    const each = await Promise.all([
+    const eachResults = await Promise.all([
       pool.analyzeEach([Uint8Array.from(photos[0]!), Uint8Array.from(photos[1]!)], {}),
       pool.analyzeEach([corrupt(), Uint8Array.from(photos[2]!)], {}),
       pool.analyzeEach([Uint8Array.from(photos[3]!)], {}),
     ]);
-    const flat = each.flat();
+    const flat = eachResults.flat();
     assert.ok(flat[2] instanceof FaceGateError);
     const answers = [flat[0]!, flat[1]!, flat[3]!, flat[4]!];
     answers.forEach((result, index) => {

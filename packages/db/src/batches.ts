@@ -914,17 +914,9 @@ export async function findOrCreateVisitors(
         on conflict on constraint visitors_external_id_key do nothing
         returning id, external_id`,
     );
-    if (batchId !== undefined && inserted.length === 0 && !(await isBatchActive(db, batchId))) {
-      // The batch was cancelled or ended: return the visitors that exist and create none.
-      const existing = await withDatabaseErrors(
-        db,
-        () => sql<{ id: string; external_id: string }[]>`
-          select id, external_id from ${schema}.visitors
-          where external_id = any(${missing.map(([externalId]) => externalId)}::text[])`,
-      );
-      for (const row of existing) found.set(row.external_id, { id: row.id, created: false });
-      return found;
-    }
+    // A batch that was cancelled or ended creates none: only the existing visitors are read.
+    const batchEnded =
+      batchId !== undefined && inserted.length === 0 && !(await isBatchActive(db, batchId));
     for (const row of inserted) found.set(row.external_id, { id: row.id, created: true });
     const conflicted = missing
       .map(([externalId]) => externalId)
@@ -937,6 +929,7 @@ export async function findOrCreateVisitors(
         where external_id = any(${conflicted}::text[])`,
     );
     for (const row of existing) found.set(row.external_id, { id: row.id, created: false });
+    if (batchEnded) return found;
   }
   if (found.size < names.size) {
     const externalId = [...names.keys()].find((id) => !found.has(id))!;
