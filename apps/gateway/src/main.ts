@@ -54,7 +54,8 @@ async function main(): Promise<void> {
   queues.inference.on('error', (error) => logger.warn({ err: error }, 'queue error'));
 
   const dispatcher = new Dispatcher({
-    redis,
+    // The queue's connection, so that an upload and its job go out together.
+    redis: queueConnection,
     subscriber,
     queues,
     keys,

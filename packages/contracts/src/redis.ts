@@ -32,16 +32,19 @@ export function redisUnavailable(error: unknown): FaceGateError {
   );
 }
 
-/** Stores image bytes under a fresh key that expires after `ttlMs`; returns the key. */
+/** Returns a new key for an uploaded image (see putBlob). */
+export function newBlobKey(keys: KeyNames): string {
+  return keys.blob(randomUUID());
+}
+
+/** Stores image bytes under `key` (from newBlobKey), expiring after `ttlMs`. */
 export async function putBlob(
   redis: Redis,
-  keys: KeyNames,
+  key: string,
   bytes: Uint8Array,
   ttlMs: number,
-): Promise<string> {
-  const key = keys.blob(randomUUID());
+): Promise<void> {
   await redis.set(key, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), 'PX', ttlMs);
-  return key;
 }
 
 export async function getBlob(redis: Redis, key: string): Promise<Buffer> {
