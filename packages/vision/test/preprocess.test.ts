@@ -60,6 +60,39 @@ test('detector tensor is BGR planes with zero padding', () => {
   assert.deepEqual([...tensor.subarray(16, 24)], [10, 40, 0, 0, 0, 0, 0, 0]);
 });
 
+test('detector tensor matches per-pixel reference', () => {
+  // Every width mod 4, odd heights, and views that start 0 to 3 bytes into their buffer.
+  // Only a view aligned to 4 bytes is read as 32-bit words, so each path is checked.
+  for (const [width, height, inputWidth, inputHeight] of [
+    [8, 3, 8, 3],
+    [9, 3, 9, 3],
+    [10, 3, 32, 32],
+    [11, 5, 32, 32],
+    [13, 7, 32, 32],
+  ] as const) {
+    for (const offset of [0, 1, 2, 3]) {
+      const bytes = new Uint8Array(offset + width * height * 3);
+      for (let i = 0; i < bytes.length; i += 1) bytes[i] = (i * 37 + 11) % 256;
+      const rgb = bytes.subarray(offset);
+
+      const tensor = toDetectorTensor(rgb, width, height, inputWidth, inputHeight);
+
+      const plane = inputWidth * inputHeight;
+      for (let y = 0; y < inputHeight; y += 1) {
+        for (let x = 0; x < inputWidth; x += 1) {
+          const inside = x < width && y < height;
+          const source = (y * width + x) * 3;
+          const at = y * inputWidth + x;
+          const where = `${width}x${height} in ${inputWidth}x${inputHeight}, offset ${offset}, (${x}, ${y})`;
+          assert.equal(tensor[at], inside ? rgb[source + 2] : 0, `blue at ${where}`);
+          assert.equal(tensor[plane + at], inside ? rgb[source + 1] : 0, `green at ${where}`);
+          assert.equal(tensor[2 * plane + at], inside ? rgb[source] : 0, `red at ${where}`);
+        }
+      }
+    }
+  }
+});
+
 test('mobilefacenet tensor uses RGB with ImageNet mean and std', () => {
   const profile = readManifest().models.find(
     (m) => m.name === 'mobilefacenet_foamliu_128d',
