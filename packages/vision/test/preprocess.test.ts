@@ -157,6 +157,41 @@ test('warp with the identity copies pixels and fills black outside', () => {
   }
 });
 
+test('warp rounds bilinear samples to nearest', () => {
+  const width = 40;
+  const height = 30;
+  const data = new Uint8Array(width * height * 3).map((_, i) => (i * 53 + 7) % 256);
+  // Rotated by about 17 degrees, scaled by 0.8 and shifted, so every sample falls between
+  // pixels, and the crop stays inside the image.
+  const matrix: [number, number, number, number, number, number] = [
+    0.765, -0.234, -2.5, 0.234, 0.765, -8,
+  ];
+
+  const crop = warpSimilarity({ width, height, data }, matrix, 16);
+
+  const det = matrix[0] ** 2 + matrix[3] ** 2;
+  for (let v = 0; v < 16; v += 1) {
+    for (let u = 0; u < 16; u += 1) {
+      const x = (matrix[0] * (u - matrix[2]) + matrix[3] * (v - matrix[5])) / det;
+      const y = (-matrix[3] * (u - matrix[2]) + matrix[0] * (v - matrix[5])) / det;
+      const x0 = Math.floor(x);
+      const y0 = Math.floor(y);
+      const fx = x - x0;
+      const fy = y - y0;
+      for (let c = 0; c < 3; c += 1) {
+        const at = (dx: number, dy: number): number => data[((y0 + dy) * width + x0 + dx) * 3 + c]!;
+        const expected = Math.round(
+          (1 - fx) * (1 - fy) * at(0, 0) +
+            fx * (1 - fy) * at(1, 0) +
+            (1 - fx) * fy * at(0, 1) +
+            fx * fy * at(1, 1),
+        );
+        assert.equal(crop[(v * 16 + u) * 3 + c], expected, `pixel ${u},${v} channel ${c}`);
+      }
+    }
+  }
+});
+
 test('yunet decoding follows the FaceDetectorYN formulas', () => {
   // 64x32 input: stride 8 has 8x4 anchors, stride 16 4x2, stride 32 2x1.
   const outputs: Record<string, Float32Array> = {};
