@@ -25,4 +25,8 @@ case "$app" in
 esac
 shift
 
-exec node --enable-source-maps "$app_root/apps/$app/dist/src/main.js" "$@"
+# The Node flags that the app's package.json lists under facegate.nodeFlags, as npm start uses.
+flags=$(node -p "(require('$app_root/apps/$app/package.json').facegate?.nodeFlags ?? []).join(' ')")
+
+# shellcheck disable=SC2086 # each flag is a word of its own
+exec node $flags --enable-source-maps "$app_root/apps/$app/dist/src/main.js" "$@"

@@ -693,7 +693,8 @@ after(() => {
 
 /**
  * Lays out a copy of the entrypoint in a scratch folder with stand-ins for
- * models/fetch.mjs and each app's main.js that append a line to trace.log.
+ * models/fetch.mjs and each app's main.js that append a line to trace.log, beside each
+ * app's real package.json. A stand-in main.js also writes its Node flags to flags.log.
  */
 function entrypointSandbox() {
   const dir = mkdtempSync(join(tmpdir(), 'facegate-entrypoint-'));
@@ -712,15 +713,19 @@ appendFileSync(${JSON.stringify(trace)}, 'fetch ' + process.env.MODELS_DIR + '\\
 process.exit(Number(process.env.FAKE_FETCH_EXIT ?? 0));
 `,
   );
+  const flags = join(dir, 'flags.log');
   for (const app of APP_SERVICES) {
     mkdirSync(join(dir, 'apps', app, 'dist', 'src'), { recursive: true });
+    copyFileSync(join(root, 'apps', app, 'package.json'), join(dir, 'apps', app, 'package.json'));
     writeFileSync(
       join(dir, 'apps', app, 'dist', 'src', 'main.js'),
       `import { appendFileSync } from 'node:fs';
 appendFileSync(${JSON.stringify(trace)}, ['main', ${JSON.stringify(app)}, ...process.argv.slice(2)].join(' ') + '\\n');
+appendFileSync(${JSON.stringify(flags)}, [${JSON.stringify(app)}, ...process.execArgv].join(' ') + '\\n');
 `,
     );
   }
+  const flagLines = () => readFileSync(flags, 'utf8').trim().split('\n');
   const run = (args, env = {}) =>
     spawnSync('sh', [join(dir, 'infra', 'docker', 'entrypoint.sh'), ...args], {
       encoding: 'utf8',
@@ -728,7 +733,7 @@ appendFileSync(${JSON.stringify(trace)}, ['main', ${JSON.stringify(app)}, ...pro
     });
   const traceLines = () =>
     existsSync(trace) ? readFileSync(trace, 'utf8').trim().split('\n') : [];
-  return { dir, run, traceLines };
+  return { dir, run, traceLines, flagLines };
 }
 
 test('entrypoint starts the named app', () => {
@@ -738,6 +743,24 @@ test('entrypoint starts the named app', () => {
 
   assert.equal(result.status, 0, result.stderr);
   assert.deepEqual(sandbox.traceLines(), ['main gateway --example']);
+});
+
+test('entrypoint passes each app its Node flags', () => {
+  const sandbox = entrypointSandbox();
+  const gatewayFlags = JSON.parse(
+    readFileSync(join(root, 'apps', 'gateway', 'package.json'), 'utf8'),
+  ).facegate.nodeFlags;
+
+  const gateway = sandbox.run(['gateway']);
+  const matcher = sandbox.run(['matcher']);
+
+  assert.equal(gateway.status, 0, gateway.stderr);
+  assert.equal(matcher.status, 0, matcher.stderr);
+  assert.ok(gatewayFlags.length > 0, 'the gateway lists Node flags in its package.json');
+  assert.deepEqual(sandbox.flagLines(), [
+    ['gateway', ...gatewayFlags, '--enable-source-maps'].join(' '),
+    'matcher --enable-source-maps',
+  ]);
 });
 
 test('entrypoint fetches models for workers', () => {

@@ -3,6 +3,7 @@
 // Redis key prefix of its own, and removes both afterwards.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -24,6 +25,14 @@ const ENTRIES = {
 } as const;
 
 export type Role = keyof typeof ENTRIES;
+
+/** Returns the flags that an app's package.json lists under facegate.nodeFlags, as npm start does. */
+function nodeFlags(entry: string): string[] {
+  const manifest = JSON.parse(readFileSync(join(root, entry, '../../../package.json'), 'utf8')) as {
+    facegate?: { nodeFlags?: string[] };
+  };
+  return manifest.facegate?.nodeFlags ?? [];
+}
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -117,7 +126,8 @@ export class Stack {
     env: Record<string, string> = {},
   ): ChildProcess {
     if (metricsPort) this.metricsPorts.set(name, metricsPort);
-    const child = spawn(process.execPath, ['--enable-source-maps', join(root, ENTRIES[role])], {
+    const args = [...nodeFlags(ENTRIES[role]), '--enable-source-maps', join(root, ENTRIES[role])];
+    const child = spawn(process.execPath, args, {
       cwd: root,
       env: { ...this.env, METRICS_PORT: String(metricsPort), ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
