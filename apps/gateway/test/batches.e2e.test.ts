@@ -201,6 +201,13 @@ describe(
       assert.equal(items.find((item) => item.item === 'No_Face/silver_fir.jpg').status, 'no_face');
       assert.equal(await countFaces(), report.facesStored);
       assert.ok(report.finishedAt);
+      // The schema is new, so every visitor in it was created by this batch.
+      const [audit] = await db.sql<{ visitors: number; entries: number }[]>`
+        select (select count(*)::int from ${db.sql(db.schema)}.visitors) as visitors,
+          (select count(*)::int from ${db.sql(db.schema)}.audit_log
+           where action = 'visitor.create' and details->>'batchId' = ${id}) as entries`;
+      assert.ok(audit!.visitors > 0);
+      assert.equal(audit!.entries, audit!.visitors, 'each visitor the batch created is audited');
     });
 
     test('item listing filters by status and pages', async () => {

@@ -883,12 +883,14 @@ export async function findOrCreateVisitor(
  * Returns every externalId with its visitor. With `batchId`, visitors are created only
  * while that batch is planning or running (its row is locked for share, as when storing
  * faces), so a cancel's counts stay final. Then the result lacks the externalIds that
- * would have needed a new visitor.
+ * would have needed a new visitor. With `audit`, each visitor created gets a
+ * `visitor.create` entry in the audit log, in the same statement.
  */
 export async function findOrCreateVisitors(
   db: Database,
   visitors: readonly { externalId: string; name: string }[],
   batchId?: string,
+  audit?: { actor: Actor; details?: Record<string, unknown> },
 ): Promise<Map<string, { id: string; created: boolean }>> {
   const { sql } = db;
   const schema = sql(db.schema);
@@ -904,15 +906,28 @@ export async function findOrCreateVisitors(
     const inserted = await withDatabaseErrors(
       db,
       () => sql<{ id: string; external_id: string }[]>`
-        insert into ${schema}.visitors (external_id, name)
-        select external_id, name
-        from jsonb_to_recordset(${sql.json(records)}) as t(external_id text, name text)
-        where ${batchId === undefined} or exists (
-          select 1 from ${schema}.batches b
-          where b.id = ${batchId ?? null} and b.status in ('planning', 'running')
-          for share)
-        on conflict on constraint visitors_external_id_key do nothing
-        returning id, external_id`,
+        with inserted as (
+          insert into ${schema}.visitors (external_id, name)
+          select external_id, name
+          from jsonb_to_recordset(${sql.json(records)}) as t(external_id text, name text)
+          where ${batchId === undefined} or exists (
+            select 1 from ${schema}.batches b
+            where b.id = ${batchId ?? null} and b.status in ('planning', 'running')
+            for share)
+          on conflict on constraint visitors_external_id_key do nothing
+          returning id, external_id
+        )${
+          audit
+            ? sql`, audited as (
+          insert into ${schema}.audit_log
+            (key_id, action, target_type, target_id, request_id, details)
+          select ${audit.actor.keyId}, 'visitor.create', 'visitor', id::text,
+            ${audit.actor.requestId ?? null}, ${sql.json((audit.details ?? {}) as never)}
+          from inserted
+        )`
+            : sql``
+        }
+        select id, external_id from inserted`,
     );
     // A batch that was cancelled or ended creates none: only the existing visitors are read.
     const batchEnded =

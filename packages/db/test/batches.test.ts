@@ -20,6 +20,7 @@ import {
   findVisitorsImageFaces,
   getBatch,
   insertFace,
+  listAudit,
   listBatchItems,
   listFaces,
   listUnfinishedBatchIds,
@@ -364,6 +365,31 @@ describe('batch items in groups', () => {
     assert.equal(found.get(`new-${suffix}`)!.created, true);
     const again = await findOrCreateVisitor(db, `new-${suffix}`, 'ignored');
     assert.deepEqual(again, { id: found.get(`new-${suffix}`)!.id, created: false });
+  });
+
+  test('group visitor creation audits new visitors', async () => {
+    const suffix = randomBytes(4).toString('hex');
+    const known = await findOrCreateVisitor(db, `audit-known-${suffix}`, 'Known');
+    const batch = await newBatch();
+
+    const found = await findOrCreateVisitors(
+      db,
+      [
+        { externalId: `audit-known-${suffix}`, name: 'Known' },
+        { externalId: `audit-new-${suffix}`, name: 'New' },
+      ],
+      batch.id,
+      { actor: { keyId: 'key-1' }, details: { batchId: batch.id } },
+    );
+
+    const created = found.get(`audit-new-${suffix}`)!;
+    const entries = await listAudit(db, { targetType: 'visitor', targetId: created.id });
+    assert.equal(entries.items.length, 1);
+    assert.equal(entries.items[0]!.action, 'visitor.create');
+    assert.equal(entries.items[0]!.keyId, 'key-1');
+    assert.deepEqual(entries.items[0]!.details, { batchId: batch.id });
+    const existing = await listAudit(db, { targetType: 'visitor', targetId: known.id });
+    assert.equal(existing.items.length, 0, 'a visitor found, not created, gets no entry');
   });
 
   test('group visitor creation stops with its batch', async () => {

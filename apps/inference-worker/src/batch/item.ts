@@ -249,11 +249,11 @@ async function storeFaces(
     }));
   if (newVisitors.length > 0) {
     try {
-      const visitors = await findOrCreateVisitors(
-        context.db,
-        newVisitors,
-        faces[0]!.entry.item.batchId,
-      );
+      const { batchId, createdBy } = faces[0]!.entry.item;
+      const visitors = await findOrCreateVisitors(context.db, newVisitors, batchId, {
+        actor: { keyId: createdBy },
+        details: { batchId },
+      });
       for (const { entry } of faces) {
         entry.visitorId ??= visitors.get(entry.externalId)?.id ?? null;
       }
