@@ -8,6 +8,7 @@ import {
   type KeyNames,
   type RecognizeResult,
   readHeartbeats,
+  readMatchCounts,
 } from '@facegate/contracts';
 import {
   type Database,
@@ -260,7 +261,7 @@ export function createApp(deps: GatewayDeps): express.Express {
   new QueueDepthMetrics(deps.registry, async () => {
     const [inference, match] = await Promise.all([
       deps.queues.inference.getJobCounts(...QUEUE_STATES),
-      deps.queues.match.getJobCounts(...QUEUE_STATES),
+      readMatchCounts(deps.redis, deps.keys),
     ]);
     return { inference, match };
   });

@@ -6,6 +6,7 @@ import {
   type EmbeddedFace,
   type EnrolResult,
   type InferenceJob,
+  type KeyNames,
   type Queues,
   type RecognizeResult,
   type VerifyResult,
@@ -31,6 +32,7 @@ export interface HandlerContext {
   config: Config;
   pool: VisionPool;
   redis: Redis;
+  keys: KeyNames;
   queues: Queues;
   db: Database;
 }
@@ -91,7 +93,7 @@ async function recognize(
     ...face,
     embedding: encodeVector(embedding),
   }));
-  await addMatchJob(context.queues, {
+  await addMatchJob(context.redis, context.keys, {
     kind: 'identify',
     correlationId: job.correlationId,
     replyTo: job.replyTo,

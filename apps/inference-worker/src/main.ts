@@ -92,7 +92,7 @@ async function main(): Promise<void> {
   const queueConnection = createRedis(config.redisUrl);
   await waitForRedis(queueConnection);
   const queues = createQueues(queueConnection, keys);
-  const context = { config, pool, redis, queues, db };
+  const context = { config, pool, redis, keys, queues, db };
   const load = new ServiceLoadSampler(queues, logger);
   if (models.idleThreads !== null) {
     load.start();

@@ -3,19 +3,19 @@
  * and reports its state in a Redis heartbeat. Run as `node apps/matcher/dist/src/main.js`.
  * Exits 2 on invalid configuration, 1 when the start fails, 0 after SIGTERM or SIGINT.
  */
+import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
+import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 
 import type { Config } from '@facegate/config';
 import { ConfigError, loadConfig } from '@facegate/config';
-import type { MatchJob } from '@facegate/contracts';
-import { QUEUE_NAMES, createRedis, keyNames } from '@facegate/contracts';
+import { createRedis, keyNames } from '@facegate/contracts';
 import type { Database } from '@facegate/db';
 import { openServiceDatabase } from '@facegate/db';
 import { FaceGateError } from '@facegate/errors';
 import { hnswlibBuild } from '@facegate/index';
 import { createLogger } from '@facegate/logger';
-import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 
 import { FailureLog } from './failure-log.js';
@@ -28,6 +28,7 @@ import {
   serveMetrics,
 } from '@facegate/metrics';
 import { IndexService } from './index-service.js';
+import { MatchConsumer } from './match-consumer.js';
 import { createMatchProcessor } from './match-job.js';
 import { embedderModel } from './models.js';
 import { VisitorCache } from './visitor-cache.js';
@@ -39,12 +40,12 @@ const REDIS_READY_TIMEOUT_MS = 10_000;
 interface Resources {
   db?: Database;
   redis?: Redis;
-  workerRedis?: Redis;
+  reader?: Redis;
   service?: IndexService;
   visitors?: VisitorCache;
   heartbeat?: HeartbeatPublisher;
   metricsServer?: Server | undefined;
-  worker?: Worker<MatchJob, void>;
+  consumer?: MatchConsumer;
 }
 
 function readConfig(): Config {
@@ -151,8 +152,7 @@ async function start(): Promise<void> {
   const visitors = new VisitorCache(db, logger);
   resources.visitors = visitors;
   await visitors.start();
-  const worker = startWorker(service, db, visitors, redis);
-  await worker.waitUntilReady();
+  await startConsumer(service, db, visitors, redis);
   workerRunning = true;
   heartbeat.publish();
 
@@ -170,15 +170,15 @@ async function start(): Promise<void> {
   );
 }
 
-function startWorker(
+async function startConsumer(
   service: IndexService,
   db: Database,
   visitors: VisitorCache,
   redis: Redis,
-): Worker<MatchJob, void> {
-  // BullMQ's blocking commands need maxRetriesPerRequest: null, hence a connection of their own.
-  const workerRedis = createRedis(config.redisUrl, { blocking: true });
-  resources.workerRedis = workerRedis;
+): Promise<MatchConsumer> {
+  // A blocked XREADGROUP holds its connection, hence one of its own.
+  const reader = createRedis(config.redisUrl, { blocking: true });
+  resources.reader = reader;
   const processor = createMatchProcessor({
     index: service,
     db,
@@ -189,34 +189,22 @@ function startWorker(
     onAnswered: (timings) =>
       metrics.stages.duration.observe({ stage: 'match' }, (timings.matchMs ?? 0) / 1000),
   });
-  const worker = new Worker<MatchJob, void>(QUEUE_NAMES.match, processor, {
-    connection: workerRedis,
-    prefix: keys.bullPrefix,
+  const consumer = new MatchConsumer({
+    reader,
+    redis,
+    keys,
+    name: `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
     concurrency: config.matcherConcurrency,
+    process: processor,
+    logger,
+    onOutcome: (outcome) => {
+      const label = outcome === 'replied' || outcome === 'rejected' ? 'completed' : outcome;
+      metrics.jobs.jobs.inc({ queue: 'match', outcome: label === 'retry' ? 'retried' : label });
+    },
   });
-  resources.worker = worker;
-
-  const workerFailures = new FailureLog(logger, {
-    failed: 'the match worker reported an error',
-    recovered: 'the match worker is taking jobs again',
-  });
-  worker.on('error', (error) => workerFailures.failed(error));
-  worker.on('completed', () => {
-    workerFailures.succeeded();
-    metrics.jobs.jobs.inc({ queue: QUEUE_NAMES.match, outcome: 'completed' });
-  });
-  worker.on('failed', (job, error) => {
-    // BullMQ retries unless attempts are used up or the error is an UnrecoverableError.
-    const retried =
-      job !== undefined &&
-      error.name !== 'UnrecoverableError' &&
-      job.attemptsMade < (job.opts.attempts ?? 1);
-    metrics.jobs.jobs.inc({ queue: QUEUE_NAMES.match, outcome: retried ? 'retried' : 'failed' });
-  });
-  worker.on('stalled', () =>
-    metrics.jobs.jobs.inc({ queue: QUEUE_NAMES.match, outcome: 'stalled' }),
-  );
-  return worker;
+  resources.consumer = consumer;
+  await consumer.start();
+  return consumer;
 }
 
 /**
@@ -260,13 +248,13 @@ async function runShutdown(reason: string, exitCode: number): Promise<void> {
     process.exit(1);
   }, SHUTDOWN_TIMEOUT_MS);
 
-  // close() stops taking jobs and waits for the jobs in progress.
-  await runStep('closing the match worker', () => resources.worker?.close());
+  // close() stops reading and waits for the requests in progress.
+  await runStep('closing the match consumer', () => resources.consumer?.close());
   workerRunning = false;
   await runStep('stopping the face index', () => resources.service?.stop());
   await runStep('closing the visitor cache', () => resources.visitors?.close());
   await runStep('removing the heartbeat', () => resources.heartbeat?.stop());
-  await runStep('closing Redis', () => closeRedis(resources.redis, resources.workerRedis));
+  await runStep('closing Redis', () => closeRedis(resources.redis, resources.reader));
   await runStep('closing PostgreSQL', () => resources.db?.close());
   await runStep(
     'closing the metrics endpoint',

@@ -1,13 +1,11 @@
 /**
- * Processing of one BullMQ match job: identify, publish the reply on the gateway's
- * channel, and decide whether a failure is retried.
+ * Processing of one identify request from the match stream: identify, publish the reply on
+ * the gateway's channel, and decide whether a failure is retried.
  */
-import type { MatchJob, Reply } from '@facegate/contracts';
-import { publishReply } from '@facegate/contracts';
+import type { MatchDelivery, MatchJob, Reply } from '@facegate/contracts';
+import { MATCH_ATTEMPTS, publishReply } from '@facegate/contracts';
 import { isFaceGateError, serializeError } from '@facegate/errors';
 import type { Logger } from '@facegate/logger';
-import type { Job } from 'bullmq';
-import { UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 
 import type { IdentifyDependencies } from './identify.js';
@@ -17,82 +15,97 @@ export interface MatchJobDependencies extends IdentifyDependencies {
   /** Connection that publishes replies (not a blocking or subscriber connection). */
   redis: Redis;
   logger: Logger;
-  /** Called with the timings of every answered job (metrics). */
+  /** Called with the timings of every request whose result is published (metrics). */
   onAnswered?: (timings: Record<string, number>) => void;
 }
 
 /**
- * Returns the BullMQ processor of the match queue.
- *
- * A success is published at once. An input error (a FaceGateError that is not
- * retryable) is published and the job fails with UnrecoverableError, so BullMQ does not
- * retry it. Any other error is published only on the last attempt and rethrown, so
- * BullMQ retries the job and the gateway keeps waiting meanwhile.
+ * The end of a request. `replied`: its result is published. `rejected`: the request is
+ * invalid, and the error is published when it has a reply address. `retry`: a failure that
+ * is not the input's, before the last attempt, with nothing published. `failed`: such a
+ * failure on the last attempt, with the error published.
  */
+export type MatchOutcome = 'replied' | 'rejected' | 'retry' | 'failed';
+
+/** A delivery as read from the stream, whose job may be unreadable. */
+export type MatchInput = Omit<MatchDelivery, 'job'> & { job: MatchJob | undefined };
+
+/** Returns the processor of identify requests. It settles with an outcome and never rejects. */
 export function createMatchProcessor(
   dependencies: MatchJobDependencies,
-): (job: Job<MatchJob>) => Promise<void> {
-  return async (job) => {
+): (delivery: MatchInput) => Promise<MatchOutcome> {
+  return async (delivery) => {
     const startedAtMs = Date.now();
-    const data = job.data;
+    const data = delivery.job;
     const logger = dependencies.logger.child({
       requestId: data?.requestId,
-      jobId: job.id,
+      entryId: delivery.id,
       correlationId: data?.correlationId,
     });
     if (typeof data?.replyTo !== 'string' || typeof data.correlationId !== 'string') {
-      logger.error({ jobName: job.name }, 'match job without replyTo or correlationId dropped');
-      throw new UnrecoverableError(
-        'match job has no replyTo or correlationId, so no reply can be sent',
-      );
+      logger.error('identify request without replyTo or correlationId dropped');
+      return 'rejected';
     }
 
     let reply: Reply;
     try {
       const result = await identify(data, dependencies, logger);
-      // The inference queue wait arrives as queueWaitMs; this is the wait in the match queue.
-      result.timings.matchQueueWaitMs = Math.max(0, startedAtMs - job.timestamp);
+      // The inference queue wait arrives as queueWaitMs; this is the wait in the match stream.
+      result.timings.matchQueueWaitMs = Math.max(0, startedAtMs - delivery.enqueuedAt);
       dependencies.onAnswered?.(result.timings);
       reply = { correlationId: data.correlationId, ok: true, result };
     } catch (error) {
-      await replyWithError(job, error, dependencies.redis, logger);
-      throw isInputError(error) ? new UnrecoverableError(serializeError(error).message) : error;
+      return replyWithError(data, delivery.attempt, error, dependencies.redis, logger);
     }
 
-    // A failed publish fails the job, so BullMQ runs it again.
-    await publishReply(dependencies.redis, data.replyTo, reply);
+    try {
+      await publishReply(dependencies.redis, data.replyTo, reply);
+    } catch (error) {
+      // The gateway is still waiting: another attempt may publish it.
+      const last = delivery.attempt >= MATCH_ATTEMPTS;
+      logger.error(
+        { err: error, attempt: delivery.attempt },
+        last
+          ? 'publishing the reply failed; the gateway times out instead'
+          : 'publishing the reply failed; the request is retried',
+      );
+      return last ? 'failed' : 'retry';
+    }
     logger.debug(
       { faces: data.faces.length, durationMs: Date.now() - startedAtMs },
-      'identify job answered',
+      'identify request replied to',
     );
+    return 'replied';
   };
 }
 
 async function replyWithError(
-  job: Job<MatchJob>,
+  job: MatchJob,
+  attempt: number,
   error: unknown,
   redis: Redis,
   logger: Logger,
-): Promise<void> {
-  const inputError = isInputError(error);
-  const attempt = job.attemptsMade + 1;
-  const attempts = job.opts.attempts ?? 1;
-  const lastAttempt = attempt >= attempts;
+): Promise<MatchOutcome> {
+  const inputError = isFaceGateError(error) && !error.retryable;
+  const lastAttempt = attempt >= MATCH_ATTEMPTS;
   const serialized = serializeError(error);
 
   if (inputError) {
-    logger.warn({ code: serialized.code, message: serialized.message }, 'identify job rejected');
+    logger.warn(
+      { code: serialized.code, message: serialized.message },
+      'identify request rejected',
+    );
   } else {
     logger.error(
-      { err: error, code: serialized.code, attempt, attempts },
-      lastAttempt ? 'identify job failed' : 'identify job failed; BullMQ retries it',
+      { err: error, code: serialized.code, attempt, attempts: MATCH_ATTEMPTS },
+      lastAttempt ? 'identify request failed' : 'identify request failed; it is retried',
     );
   }
-  if (!inputError && !lastAttempt) return;
+  if (!inputError && !lastAttempt) return 'retry';
 
   try {
-    await publishReply(redis, job.data.replyTo, {
-      correlationId: job.data.correlationId,
+    await publishReply(redis, job.replyTo, {
+      correlationId: job.correlationId,
       ok: false,
       error: serialized,
     });
@@ -102,8 +115,5 @@ async function replyWithError(
       'publishing the error reply failed; the gateway times out instead',
     );
   }
-}
-
-function isInputError(error: unknown): boolean {
-  return isFaceGateError(error) && !error.retryable;
+  return inputError ? 'rejected' : 'failed';
 }

@@ -4,6 +4,8 @@ export interface KeyNames {
   /** BullMQ prefix for queue keys. */
   bullPrefix: string;
   blob(id: string): string;
+  /** Redis stream of identify requests for the matchers (see match-stream.ts). */
+  matchStream: string;
   replyChannel(gatewayId: string): string;
   heartbeat(role: HeartbeatRole, id: string): string;
   heartbeatPattern(role: HeartbeatRole): string;
@@ -16,6 +18,7 @@ export function keyNames(prefix: string): KeyNames {
     prefix,
     bullPrefix: `${prefix}:bull`,
     blob: (id) => `${prefix}:blob:${id}`,
+    matchStream: `${prefix}:match-requests`,
     replyChannel: (gatewayId) => `${prefix}:replies:${gatewayId}`,
     heartbeat: (role, id) => `${prefix}:heartbeat:${role}:${id}`,
     heartbeatPattern: (role) => `${prefix}:heartbeat:${role}:*`,

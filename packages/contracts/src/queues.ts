@@ -4,7 +4,7 @@ import { type JobsOptions, Queue, type QueueOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 
 import type { KeyNames } from './keys.js';
-import type { BatchJob, InferenceJob, MatchJob } from './messages.js';
+import type { BatchJob, InferenceJob } from './messages.js';
 
 /**
  * The registry of every queue, its job type and its job options. Nothing else
@@ -12,7 +12,6 @@ import type { BatchJob, InferenceJob, MatchJob } from './messages.js';
  */
 export const QUEUE_NAMES = {
   inference: 'inference',
-  match: 'match',
   batch: 'batch',
 } as const;
 
@@ -43,7 +42,6 @@ export const BATCH_JOB_OPTIONS: JobsOptions = {
 
 export interface Queues {
   inference: Queue<InferenceJob>;
-  match: Queue<MatchJob>;
   batch: Queue<BatchJob>;
   close(): Promise<void>;
 }
@@ -51,27 +49,18 @@ export interface Queues {
 export function createQueues(connection: Redis, keys: KeyNames): Queues {
   const options: QueueOptions = { connection, prefix: keys.bullPrefix };
   const inference = new Queue<InferenceJob>(QUEUE_NAMES.inference, options);
-  const match = new Queue<MatchJob>(QUEUE_NAMES.match, options);
   const batch = new Queue<BatchJob>(QUEUE_NAMES.batch, options);
   return {
     inference,
-    match,
     batch,
     async close() {
-      await Promise.allSettled([inference.close(), match.close(), batch.close()]);
+      await Promise.allSettled([inference.close(), batch.close()]);
     },
   };
 }
 
 export function addInferenceJob(queues: Queues, job: InferenceJob): Promise<unknown> {
   return queues.inference.add(job.kind, job, { ...REQUEST_JOB_OPTIONS, jobId: job.correlationId });
-}
-
-export function addMatchJob(queues: Queues, job: MatchJob): Promise<unknown> {
-  return queues.match.add(job.kind, job, {
-    ...REQUEST_JOB_OPTIONS,
-    jobId: `match-${job.correlationId}`,
-  });
 }
 
 /** Job id of a batch's planning job: one at a time per batch. */
