@@ -147,7 +147,14 @@ export class MatchConsumer {
   }
 
   #handle(delivery: MatchInput): void {
-    const task = this.#settle(delivery).finally(() => this.#inFlight.delete(task));
+    const task = this.#settle(delivery)
+      .catch((error: unknown) =>
+        this.#options.logger.error(
+          { err: error, entryId: delivery.id },
+          'settling an identify request failed',
+        ),
+      )
+      .finally(() => this.#inFlight.delete(task));
     this.#inFlight.add(task);
   }
 
