@@ -73,6 +73,8 @@ export interface GatewayDeps {
   failedAuthLimiter?: RateLimiter | null;
   /** Null unless MATCH_LOG_RETENTION_DAYS is above 0. */
   matchLogger?: MatchLogger | null;
+  /** True once the gateway is shutting down: every new request then gets 503 NOT_READY. */
+  draining?: () => boolean;
 }
 
 const QUEUE_STATES = ['waiting', 'active', 'delayed', 'failed'] as const;
@@ -300,6 +302,17 @@ export function createApp(deps: GatewayDeps): express.Express {
     request.requestId = requestId;
     response.setHeader('X-Request-Id', requestId);
     next();
+  });
+
+  // A client that keeps its connection open would otherwise queue work for workers that are
+  // stopping, and wait for a reply that never comes.
+  app.use((_request, response, next) => {
+    if (!deps.draining?.()) {
+      next();
+      return;
+    }
+    response.setHeader('Connection', 'close');
+    next(new FaceGateError('NOT_READY', 'the gateway is shutting down; retry the request'));
   });
 
   app.get('/metrics', async (_request, response) => {

@@ -1,6 +1,7 @@
 // Gateway process: the REST API. Validates requests, hands work to the queues
 // and answers with what the workers and the matcher publish. It never runs a model.
 import type { Server } from 'node:http';
+import { setTimeout as delay } from 'node:timers/promises';
 
 import { KeyRing, RateLimiter, parseApiKeysVariable } from '@facegate/auth';
 import { loadConfigOrExit } from '@facegate/config';
@@ -17,6 +18,8 @@ import { MatchLogger } from './match-log.js';
 import { attachStreamServer, streamOptionsFromConfig } from './stream/index.js';
 
 const SHUTDOWN_TIMEOUT_MS = 15_000;
+/** How long a shutdown waits for the replies of requests in progress before failing them. */
+const DRAIN_GRACE_MS = 3000;
 
 async function main(): Promise<void> {
   const config = loadConfigOrExit('gateway');
@@ -86,6 +89,7 @@ async function main(): Promise<void> {
       : null;
 
   const registry = createRegistry('gateway');
+  let draining = false;
   const app = createApp({
     config,
     db,
@@ -99,6 +103,7 @@ async function main(): Promise<void> {
     rateLimiter,
     failedAuthLimiter,
     matchLogger,
+    draining: () => draining,
   });
   const server: Server = await new Promise((resolve) => {
     const listening = app.listen(config.port, config.host, () => resolve(listening));
@@ -125,6 +130,25 @@ async function main(): Promise<void> {
   const port = typeof address === 'object' && address ? address.port : config.port;
   logger.info({ host: config.host, port }, 'gateway listening');
 
+  /**
+   * Rejects new requests (503, and the connection closes), gives the requests in progress
+   * DRAIN_GRACE_MS to get their replies, fails the rest with 503 NOT_READY, and closes
+   * every connection. Without it a request waited for its full deadline (504), and a
+   * client's open connection kept the gateway running until the shutdown timed out.
+   */
+  async function drain(): Promise<void> {
+    draining = true;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    const deadline = Date.now() + DRAIN_GRACE_MS;
+    while (dispatcher.inFlight > 0 && Date.now() < deadline) await delay(50);
+    dispatcher.rejectAll('the gateway is shutting down; retry the request');
+    // Lets the error responses go out before their connections close.
+    await delay(100);
+    server.closeAllConnections();
+    await closed;
+  }
+
   let stopping: Promise<void> | undefined;
   async function shutdown(signal: string): Promise<void> {
     logger.info({ signal }, 'shutting down');
@@ -136,14 +160,7 @@ async function main(): Promise<void> {
     const steps: [string, () => Promise<unknown>][] = [
       // Upgraded sockets keep server.close() waiting, so the streams close first.
       ['close WebSocket streams', () => streams.close()],
-      [
-        'stop accepting connections',
-        () =>
-          new Promise<void>((resolve) => {
-            server.close(() => resolve());
-            server.closeIdleConnections();
-          }),
-      ],
+      ['stop accepting connections and requests', () => drain()],
       ['stop following API keys', () => keyRing.stop()],
       [
         'stop the match log',

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import http from 'node:http';
 import { readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -165,6 +166,79 @@ describe(
         for (const line of lines)
           assert.doesNotThrow(() => JSON.parse(line), `${name} wrote a line that is not JSON`);
       }
+    });
+  },
+);
+
+/** Posts a raw JPEG to /api/v1/recognize; settles with the status and error code, or the socket error. */
+function recognizeOn(
+  agent: http.Agent,
+  url: string,
+  image: Buffer,
+): Promise<{ status?: number; code?: string; socketError?: string }> {
+  return new Promise((resolve) => {
+    const request = http.request(
+      `${url}/api/v1/recognize`,
+      { method: 'POST', agent, headers: { 'content-type': 'image/jpeg' } },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => {
+          const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+            error?: { code: string };
+          };
+          resolve({ status: response.statusCode, code: body.error?.code });
+        });
+      },
+    );
+    request.on('error', (error: NodeJS.ErrnoException) =>
+      resolve({ socketError: error.code ?? error.message }),
+    );
+    request.end(image);
+  });
+}
+
+describe(
+  'gateway shutdown with requests waiting',
+  { skip: faces ? false : FACES_MISSING, timeout: 120_000 },
+  () => {
+    const stack = new Stack();
+
+    before(async () => {
+      // A deadline longer than the gateway's 15 s shutdown limit: only draining ends the wait.
+      await stack.start({ workers: 1, env: { REQUEST_TIMEOUT_MS: '60000' } });
+    });
+
+    after(async () => {
+      await stack.stopAll();
+    });
+
+    test('SIGTERM fails waiting requests with 503 and exits 0', async () => {
+      const image = await readFile(
+        join(faces!, 'identity-small', 'face_recognition_knn', 'test', 'obama1.jpg'),
+      );
+      const agent = new http.Agent({ keepAlive: true });
+      assert.equal((await recognizeOn(agent, stack.url, image)).status, 200);
+      // Without a matcher, recognize requests wait for a reply that cannot come.
+      await stack.stop('matcher', 'SIGKILL');
+      const waiting = Array.from({ length: 3 }, () => recognizeOn(agent, stack.url, image));
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+
+      const exited = stack.stop('gateway', 'SIGTERM');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const late = await recognizeOn(agent, stack.url, image);
+      const results = await Promise.all(waiting);
+      const exitCode = await exited;
+      agent.destroy();
+
+      assert.deepEqual(
+        results,
+        waiting.map(() => ({ status: 503, code: 'NOT_READY' })),
+      );
+      // A request after the signal is refused: by the handler on a connection that was
+      // still open, or by the closed listener.
+      assert.ok(late.code === 'NOT_READY' || late.socketError !== undefined, JSON.stringify(late));
+      assert.equal(exitCode, 0);
     });
   },
 );

@@ -20,8 +20,12 @@ import type { Redis } from 'ioredis';
 import { FailureLog } from './failure-log.js';
 import type { MatchInput, MatchOutcome } from './match-job.js';
 
-/** Default time after which a request delivered to a silent matcher is taken over. */
-export const DEFAULT_CLAIM_IDLE_MS = 10_000;
+/**
+ * Default time after which a request delivered to a silent matcher is taken over. Checked
+ * every half of it, so a take-over comes within 7.5 s, inside the gateway's default
+ * 10 s deadline. A live matcher keeps a request far less (at most 2 s waiting for minSeq).
+ */
+export const DEFAULT_CLAIM_IDLE_MS = 5000;
 /** A consumer of the group with nothing pending and idle this long is removed. */
 const STALE_CONSUMER_MS = 3_600_000;
 
@@ -227,13 +231,16 @@ export class MatchConsumer {
         }
         const entry = parseMatchEntry(id, fields);
         const attempt = entry.attempt + deliveries;
+        this.#options.onOutcome?.('claimed');
+        if (attempt > MATCH_ATTEMPTS) {
+          await this.#giveUp(entry, attempt - 1);
+          continue;
+        }
         logger.warn(
           { entryId: id, consumer, attempt, correlationId: entry.job?.correlationId },
-          'took over an identify request from a matcher that did not answer it',
+          'took over an identify request from a matcher that did not reply to it',
         );
-        this.#options.onOutcome?.('claimed');
-        if (attempt <= MATCH_ATTEMPTS) this.#handle({ ...entry, attempt });
-        else await this.#giveUp(entry, attempt - 1);
+        this.#handle({ ...entry, attempt });
       }
       await this.#removeStaleConsumers();
     } catch (error) {
