@@ -176,7 +176,7 @@ async function startConsumer(
   visitors: VisitorCache,
   redis: Redis,
 ): Promise<MatchConsumer> {
-  // A blocked XREADGROUP holds its connection, hence one of its own.
+  // A blocked XREADGROUP occupies its connection, hence one of its own.
   const reader = createRedis(config.redisUrl, { blocking: true });
   resources.reader = reader;
   const processor = createMatchProcessor({
