@@ -89,7 +89,10 @@ export class MatchConsumer {
     this.#claimTimer.unref();
   }
 
-  /** Stops reading, waits for the requests in progress, and leaves the group. */
+  /**
+   * Stops reading, waits for the requests in progress, and leaves the group unless
+   * requests are still pending on this consumer.
+   */
   async close(): Promise<void> {
     if (!this.#running) return;
     this.#running = false;
@@ -98,8 +101,16 @@ export class MatchConsumer {
     this.#options.reader.disconnect();
     await this.#loop;
     await Promise.allSettled([...this.#inFlight]);
-    const { redis, keys, name } = this.#options;
-    await redis.xgroup('DELCONSUMER', keys.matchStream, MATCH_GROUP, name).catch(() => undefined);
+    const { redis, keys, name, logger } = this.#options;
+    try {
+      // Deleting a consumer drops its pending entries, which then nobody could claim.
+      const pending = await redis.xpending(keys.matchStream, MATCH_GROUP, '-', '+', 1, name);
+      if (pending.length === 0) {
+        await redis.xgroup('DELCONSUMER', keys.matchStream, MATCH_GROUP, name);
+      }
+    } catch (error) {
+      logger.warn({ err: error, consumer: name }, 'leaving the consumer group failed');
+    }
   }
 
   async #ensureGroup(): Promise<void> {

@@ -194,3 +194,17 @@ test('close waits for the requests in progress', async () => {
   assert.equal(await pendingCount(), 0);
   assert.equal(consumer.running, false);
 });
+
+test('close keeps a consumer with pending requests', async () => {
+  await addMatchJob(redis, keys, matchJob());
+  // Delivered to this consumer's name by a read whose reply it never processed.
+  await deliverToDeadConsumer('restarting-matcher');
+  const { consumer } = await startConsumer(() => 'replied', { name: 'restarting-matcher' });
+
+  await consumer.close();
+
+  const consumers = (await redis.xinfo('CONSUMERS', keys.matchStream, MATCH_GROUP)) as unknown[][];
+  const names = consumers.map((fields) => fields[fields.indexOf('name') + 1]);
+  assert.deepEqual(names, ['restarting-matcher']);
+  assert.equal(await pendingCount(), 1, 'the request stays pending for a claim');
+});
