@@ -3,10 +3,13 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import type { Reply } from '@facegate/contracts';
+import { createRedis } from '@facegate/contracts';
 import type { Database } from '@facegate/db';
 import { createDatabase, createVisitor, insertFace, migrate } from '@facegate/db';
 import type { Logger } from '@facegate/logger';
 import { createLogger } from '@facegate/logger';
+import type { Redis } from 'ioredis';
 
 export const DATABASE_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
 export const REDIS_URL = 'redis://127.0.0.1:6379';
@@ -147,4 +150,24 @@ export async function waitUntil(
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting until ${description}`);
+}
+
+/**
+ * Subscribes to a gateway's reply channel, records each reply in `replies` by correlation
+ * id and counts them in `counts`. Returns the subscriber connection, for the caller to quit.
+ */
+export async function subscribeReplies(
+  channel: string,
+  replies: Map<string, Reply>,
+  counts = new Map<string, number>(),
+): Promise<Redis> {
+  const subscriber = createRedis(REDIS_URL);
+  await waitUntil(() => subscriber.status === 'ready', 'the Redis subscriber is ready');
+  subscriber.on('message', (_channel: string, message: string) => {
+    const reply = JSON.parse(message) as Reply;
+    replies.set(reply.correlationId, reply);
+    counts.set(reply.correlationId, (counts.get(reply.correlationId) ?? 0) + 1);
+  });
+  await subscriber.subscribe(channel);
+  return subscriber;
 }

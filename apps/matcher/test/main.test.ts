@@ -41,6 +41,7 @@ import {
   noisyCopy,
   openTestDatabase,
   randomUnitVector,
+  subscribeReplies,
   uniqueName,
   waitUntil,
 } from './helpers.js';
@@ -189,17 +190,8 @@ before(async () => {
   indexDir = await makeTempDir();
   gallery = await enrolGallery(db, random, 5, 3);
   redis = createRedis(REDIS_URL);
-  subscriber = createRedis(REDIS_URL);
-  await waitUntil(
-    () => redis.status === 'ready' && subscriber.status === 'ready',
-    'Redis is ready',
-  );
-  subscriber.on('message', (_channel: string, message: string) => {
-    const reply = JSON.parse(message) as Reply;
-    replies.set(reply.correlationId, reply);
-    replyCounts.set(reply.correlationId, (replyCounts.get(reply.correlationId) ?? 0) + 1);
-  });
-  await subscriber.subscribe(keys.replyChannel(GATEWAY_ID));
+  await waitUntil(() => redis.status === 'ready', 'Redis is ready');
+  subscriber = await subscribeReplies(keys.replyChannel(GATEWAY_ID), replies, replyCounts);
 });
 
 after(async () => {

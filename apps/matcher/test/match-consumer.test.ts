@@ -11,7 +11,7 @@ import type { Redis } from 'ioredis';
 
 import type { MatchInput, MatchOutcome } from '../src/index.js';
 import { MatchConsumer } from '../src/index.js';
-import { REDIS_URL, silentLogger, uniqueName, waitUntil } from './helpers.js';
+import { REDIS_URL, silentLogger, subscribeReplies, uniqueName, waitUntil } from './helpers.js';
 
 const keys = keyNames(uniqueName('consumer_test'));
 let redis: Redis;
@@ -21,16 +21,8 @@ const consumers: MatchConsumer[] = [];
 
 before(async () => {
   redis = createRedis(REDIS_URL);
-  subscriber = createRedis(REDIS_URL);
-  await waitUntil(
-    () => redis.status === 'ready' && subscriber.status === 'ready',
-    'Redis is ready',
-  );
-  subscriber.on('message', (_channel: string, message: string) => {
-    const reply = JSON.parse(message) as Reply;
-    replies.set(reply.correlationId, reply);
-  });
-  await subscriber.subscribe(keys.replyChannel('gateway-1'));
+  await waitUntil(() => redis.status === 'ready', 'Redis is ready');
+  subscriber = await subscribeReplies(keys.replyChannel('gateway-1'), replies);
 });
 
 afterEach(async () => {

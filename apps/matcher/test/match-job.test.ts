@@ -21,6 +21,7 @@ import {
   noisyCopy,
   openTestDatabase,
   silentLogger,
+  subscribeReplies,
   uniqueName,
   waitUntil,
 } from './helpers.js';
@@ -37,16 +38,8 @@ before(async () => {
   db = await openTestDatabase();
   visitor = await enrolVisitor(db, random, 'Replied', 2);
   redis = createRedis(REDIS_URL);
-  subscriber = createRedis(REDIS_URL);
-  await waitUntil(
-    () => redis.status === 'ready' && subscriber.status === 'ready',
-    'Redis is ready',
-  );
-  subscriber.on('message', (_channel: string, message: string) => {
-    const reply = JSON.parse(message) as Reply;
-    replies.set(reply.correlationId, reply);
-  });
-  await subscriber.subscribe(keys.replyChannel('gateway-1'));
+  await waitUntil(() => redis.status === 'ready', 'Redis is ready');
+  subscriber = await subscribeReplies(keys.replyChannel('gateway-1'), replies);
 });
 
 after(async () => {
