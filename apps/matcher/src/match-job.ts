@@ -2,7 +2,7 @@
  * Processing of one identify request from the match stream: identify, publish the reply on
  * the gateway's channel, and decide whether a failure is retried.
  */
-import type { MatchDelivery, MatchJob, Reply } from '@facegate/contracts';
+import type { MatchEntry, MatchJob, Reply } from '@facegate/contracts';
 import { MATCH_ATTEMPTS, publishReply } from '@facegate/contracts';
 import { isFaceGateError, serializeError } from '@facegate/errors';
 import type { Logger } from '@facegate/logger';
@@ -28,7 +28,7 @@ export interface MatchJobDependencies extends IdentifyDependencies {
 export type MatchOutcome = 'replied' | 'rejected' | 'retry' | 'failed';
 
 /** A delivery as read from the stream, whose job may be unreadable. */
-export type MatchInput = Omit<MatchDelivery, 'job'> & { job: MatchJob | undefined };
+export type MatchInput = MatchEntry;
 
 /** Returns the processor of identify requests. It settles with an outcome and never rejects. */
 export function createMatchProcessor(

@@ -35,6 +35,9 @@ export interface MatchDelivery {
   enqueuedAt: number;
 }
 
+/** A stream entry as read, whose job is undefined when the entry cannot be parsed. */
+export type MatchEntry = Omit<MatchDelivery, 'job'> & { job: MatchJob | undefined };
+
 /** Adds an identify request; `attempt` is above 1 for a retry. Returns the entry id. */
 export async function addMatchJob(
   redis: Redis,
@@ -60,10 +63,7 @@ export async function addMatchJob(
  * Reads one stream entry (its id and field list as XREADGROUP returns them). An entry
  * without a readable job gives `job: undefined`, so the caller can drop it.
  */
-export function parseMatchEntry(
-  id: string,
-  fields: readonly string[],
-): Omit<MatchDelivery, 'job'> & { job: MatchJob | undefined } {
+export function parseMatchEntry(id: string, fields: readonly string[]): MatchEntry {
   let job: MatchJob | undefined;
   let attempt = 1;
   for (let i = 0; i + 1 < fields.length; i += 2) {
