@@ -32,6 +32,13 @@ function mediaType(request: Request): string {
   return (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
 }
 
+/** True when the request declares no body: Content-Length 0, or neither length nor chunks. */
+function hasNoBody(request: Request): boolean {
+  const length = request.headers['content-length'];
+  if (length !== undefined) return length.trim() === '0';
+  return request.headers['transfer-encoding'] === undefined;
+}
+
 /** Shortens a media type for an error message, because the header may be kilobytes long. */
 function shownType(type: string): string {
   return type.length > 100 ? `${type.slice(0, 97)}...` : type;
@@ -191,6 +198,13 @@ export async function readImages(
       if (all.includes(key)) images.set(key, decodeBase64(value, key));
       else fields[key] = value;
     }
+  } else if (type === '' && hasNoBody(request)) {
+    throw new FaceGateError(
+      'IMAGE_EMPTY',
+      names.length === 1 && optional.length === 0
+        ? `the request has no body; send the image as field '${names[0]}' of multipart/form-data or JSON (base64), or as a raw image/* body`
+        : `the request has no body; send the images (${all.join(', ')}) as fields of multipart/form-data or JSON (base64)`,
+    );
   } else if (type === '') {
     throw new FaceGateError(
       'UNSUPPORTED_MEDIA_TYPE',

@@ -146,6 +146,26 @@ describe(
       assert.ok(response.json.error.message.length < 200, response.json.error.message);
     });
 
+    test('empty untyped request is IMAGE_EMPTY', async () => {
+      const empty = await fetch(`${stack.url}/api/v1/recognize`, { method: 'POST' });
+      const emptyVerify = await fetch(`${stack.url}/api/v1/verify`, { method: 'POST' });
+      // fetch sends a Uint8Array without a Content-Type.
+      const untyped = await fetch(`${stack.url}/api/v1/recognize`, {
+        method: 'POST',
+        body: new Uint8Array(Buffer.from('hello')),
+      });
+
+      const emptyJson = (await empty.json()) as any;
+      assert.equal(empty.status, 400, JSON.stringify(emptyJson));
+      assert.equal(emptyJson.error.code, 'IMAGE_EMPTY');
+      assert.match(emptyJson.error.message, /field 'image'/);
+      const emptyVerifyJson = (await emptyVerify.json()) as any;
+      assert.equal(emptyVerify.status, 400);
+      assert.match(emptyVerifyJson.error.message, /\(image, image_a, image_b\)/);
+      assert.equal(untyped.status, 415);
+      assert.equal(((await untyped.json()) as any).error.code, 'UNSUPPORTED_MEDIA_TYPE');
+    });
+
     test('verify refuses a raw image body and names its fields', async () => {
       const response = await call(stack, 'POST', '/api/v1/verify', {
         raw: await photo('edge/multi_face/couple.jpg'),
