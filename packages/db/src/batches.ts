@@ -12,7 +12,7 @@ import { type Database, type Sql, quoteIdentifier, transaction } from './databas
 import { describePostgresError, toDatabaseError, withDatabaseErrors } from './errors.js';
 import { encodeEmbedding } from './embedding.js';
 import { type NewFace, boxToJson, validateNewFace, visitorNotFound } from './faces.js';
-import { bigintToNumber, isUuid } from './ids.js';
+import { bigintToNumber, decodeTimeCursor, encodeTimeCursor, isUuid } from './ids.js';
 
 export type BatchStatus = 'planning' | 'running' | 'completed' | 'cancelled' | 'failed';
 export type BatchMode = 'enrol' | 'reextract';
@@ -390,9 +390,19 @@ export async function cancelBatch(
   return batch ? { batch, cancelled: false } : null;
 }
 
-/** Counts a batch's items by outcome (see BatchCounts). */
-export async function countBatchItems(db: Database, id: string): Promise<BatchCounts> {
-  const counts: BatchCounts = {
+const COUNTED_AS: Record<BatchItemStatus, keyof BatchCounts> = {
+  pending: 'pending',
+  queued: 'pending',
+  done: 'facesStored',
+  no_face: 'noFace',
+  multiple_faces: 'multipleFaces',
+  too_small: 'tooSmall',
+  failed: 'failed',
+  skipped: 'skipped',
+};
+
+function noCounts(): BatchCounts {
+  return {
     total: 0,
     done: 0,
     facesStored: 0,
@@ -403,33 +413,106 @@ export async function countBatchItems(db: Database, id: string): Promise<BatchCo
     skipped: 0,
     pending: 0,
   };
-  if (!isUuid(id)) return counts;
+}
+
+/** Counts a batch's items by outcome (see BatchCounts). */
+export async function countBatchItems(db: Database, id: string): Promise<BatchCounts> {
+  return (await countItemsOfBatches(db, [id])).get(id) ?? noCounts();
+}
+
+/** Counts the items of several batches in one query; every id in `ids` gets an entry. */
+async function countItemsOfBatches(
+  db: Database,
+  ids: readonly string[],
+): Promise<Map<string, BatchCounts>> {
+  const counts = new Map(ids.map((id) => [id, noCounts()]));
+  const valid = ids.filter(isUuid);
+  if (valid.length === 0) return counts;
   const { sql } = db;
   const rows = await withDatabaseErrors(
     db,
-    () => sql<{ status: BatchItemStatus; item_count: string }[]>`
-      select status, count(*) as item_count from ${sql(db.schema)}.batch_items
-      where batch_id = ${id}
-      group by status`,
+    () => sql<{ batch_id: string; status: BatchItemStatus; item_count: string }[]>`
+      select batch_id, status, count(*) as item_count from ${sql(db.schema)}.batch_items
+      where batch_id = any(${valid}::uuid[])
+      group by batch_id, status`,
+  );
+  for (const row of rows) {
+    const batch = counts.get(row.batch_id)!;
+    const count = Number(row.item_count);
+    batch[COUNTED_AS[row.status]] += count;
+    batch.total += count;
+  }
+  for (const batch of counts.values()) batch.done = batch.total - batch.pending;
+  return counts;
+}
+
+export const MAX_BATCH_PAGE_SIZE = 100;
+
+export interface ListBatchesOptions {
+  status?: BatchStatus;
+  /** Page size, 1 to MAX_BATCH_PAGE_SIZE. */
+  limit: number;
+  /** `nextCursor` of the previous page. */
+  cursor?: string;
+}
+
+export interface BatchPage {
+  items: (Batch & { counts: BatchCounts })[];
+  nextCursor?: string;
+}
+
+/**
+ * Lists batches newest first, optionally of one status, with their item counts.
+ * Throws FaceGateError 'INVALID_REQUEST' for a bad limit or cursor.
+ */
+export async function listBatches(db: Database, options: ListBatchesOptions): Promise<BatchPage> {
+  const { limit, status, cursor } = options;
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_BATCH_PAGE_SIZE) {
+    throw new FaceGateError(
+      'INVALID_REQUEST',
+      `limit is ${limit}; expected an integer from 1 to ${MAX_BATCH_PAGE_SIZE}`,
+    );
+  }
+  const before = cursor === undefined ? undefined : decodeTimeCursor(cursor, 'batch list');
+
+  const { sql } = db;
+  const conditions = [
+    ...(status === undefined ? [] : [sql`status = ${status}`]),
+    ...(before === undefined
+      ? []
+      : [
+          sql`(created_at, id) <
+            (timestamptz 'epoch' + ${before.createdAtMicros}::bigint * interval '1 microsecond',
+             ${before.id}::uuid)`,
+        ]),
+  ];
+  const where =
+    conditions.length === 0
+      ? sql``
+      : sql`where ${conditions.reduce((all, condition) => sql`${all} and ${condition}`)}`;
+
+  const rows = await withDatabaseErrors(
+    db,
+    () => sql<(BatchRow & { created_at_us: string })[]>`
+      select ${batchColumns(sql)},
+        (extract(epoch from created_at) * 1000000)::bigint::text as created_at_us
+      from ${sql(db.schema)}.batches
+      ${where}
+      order by created_at desc, id desc
+      limit ${limit + 1}`,
   );
 
-  const field: Record<BatchItemStatus, keyof BatchCounts> = {
-    pending: 'pending',
-    queued: 'pending',
-    done: 'facesStored',
-    no_face: 'noFace',
-    multiple_faces: 'multipleFaces',
-    too_small: 'tooSmall',
-    failed: 'failed',
-    skipped: 'skipped',
+  const pageRows = rows.slice(0, limit);
+  const counts = await countItemsOfBatches(
+    db,
+    pageRows.map((row) => row.id),
+  );
+  const page: BatchPage = {
+    items: pageRows.map((row) => ({ ...toBatch(row), counts: counts.get(row.id)! })),
   };
-  for (const row of rows) {
-    const count = Number(row.item_count);
-    counts[field[row.status]] += count;
-    counts.total += count;
-  }
-  counts.done = counts.total - counts.pending;
-  return counts;
+  const last = pageRows[pageRows.length - 1];
+  if (rows.length > limit && last) page.nextCursor = encodeTimeCursor(last.created_at_us, last.id);
+  return page;
 }
 
 /**

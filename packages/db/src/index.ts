@@ -109,6 +109,7 @@ export { listVisitorEmbeddings } from './visitor-embeddings.js';
 
 export {
   MAX_BATCH_ITEM_PAGE_SIZE,
+  MAX_BATCH_PAGE_SIZE,
   cancelBatch,
   checkTableSource,
   claimBatchItem,
@@ -125,6 +126,7 @@ export {
   findVisitorIdByExternalId,
   getBatch,
   listBatchItems,
+  listBatches,
   listFacesByImage,
   listUnfinishedBatchIds,
   markBatchPlanned,
@@ -148,6 +150,7 @@ export type {
   BatchItemPage,
   BatchItemStatus,
   BatchMode,
+  BatchPage,
   BatchSource,
   BatchStatus,
   ClaimedBatchItem,
@@ -155,6 +158,7 @@ export type {
   ItemFaceEntry,
   ItemOutcome,
   ListBatchItemsOptions,
+  ListBatchesOptions,
   MultipleFacesPolicy,
   NewBatch,
   NewBatchOptions,

@@ -322,6 +322,14 @@ create trigger visitors_notify_truncate
 `,
 };
 
+const indexBatchesByAge: Migration = {
+  version: 6,
+  name: 'index batches by creation time for the batch list',
+  sql: (schema) => `
+create index batches_created_at_id on ${schema}.batches (created_at, id);
+`,
+};
+
 /** Every migration, in order. Append new ones; never edit one that has been released. */
 export const MIGRATIONS: readonly Migration[] = [
   createTables,
@@ -329,6 +337,7 @@ export const MIGRATIONS: readonly Migration[] = [
   createAccessTables,
   createInstanceId,
   notifyVisitorChanges,
+  indexBatchesByAge,
 ];
 
 export interface MigrationResult {

@@ -5,7 +5,7 @@ import { type Actor, recordAudit } from './audit.js';
 import { type Database, type Sql, transaction } from './database.js';
 import { describePostgresError, withDatabaseErrors } from './errors.js';
 import type { Unlisten } from './feed.js';
-import { bigintToNumber, isUuid } from './ids.js';
+import { bigintToNumber, decodeTimeCursor, encodeTimeCursor, isUuid } from './ids.js';
 
 /** Free-form JSON object stored with a visitor. */
 export type VisitorMetadata = Record<string, unknown>;
@@ -191,7 +191,7 @@ export async function listVisitors(
   if (cursor !== undefined && options.offset !== undefined) {
     throw new FaceGateError('INVALID_REQUEST', 'pass either cursor or offset, not both');
   }
-  const after = cursor === undefined ? undefined : decodeCursor(cursor);
+  const after = cursor === undefined ? undefined : decodeTimeCursor(cursor, 'visitor list');
   const { sql } = db;
 
   const position = after
@@ -216,7 +216,7 @@ export async function listVisitors(
     total: Number(countRows[0]?.total ?? 0),
   };
   const last = pageRows[pageRows.length - 1];
-  if (rows.length > limit && last) page.nextCursor = encodeCursor(last.created_at_us, last.id);
+  if (rows.length > limit && last) page.nextCursor = encodeTimeCursor(last.created_at_us, last.id);
   return page;
 }
 
@@ -369,25 +369,4 @@ function validateMetadata(metadata: unknown): void {
   if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) {
     throw new FaceGateError('INVALID_REQUEST', 'visitor metadata must be a JSON object');
   }
-}
-
-interface VisitorCursor {
-  createdAtMicros: string;
-  id: string;
-}
-
-function encodeCursor(createdAtMicros: string, id: string): string {
-  return Buffer.from(`${createdAtMicros}/${id}`, 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: string): VisitorCursor {
-  const text = typeof cursor === 'string' ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
-  const [createdAtMicros, id, ...rest] = text.split('/');
-  if (rest.length > 0 || !createdAtMicros || !/^-?\d{1,18}$/.test(createdAtMicros) || !isUuid(id)) {
-    throw new FaceGateError(
-      'INVALID_REQUEST',
-      `invalid visitor list cursor ${JSON.stringify(cursor)}`,
-    );
-  }
-  return { createdAtMicros, id };
 }

@@ -22,6 +22,7 @@ import {
   insertFace,
   listAudit,
   listBatchItems,
+  listBatches,
   listFaces,
   listUnfinishedBatchIds,
   markBatchPlanned,
@@ -564,6 +565,62 @@ describe('batch status', () => {
     assert.equal(await getBatch(db, 'not-a-uuid'), null);
     assert.equal(await getBatch(db, '00000000-0000-4000-8000-000000000000'), null);
     assert.equal(await cancelBatch(db, 'not-a-uuid'), null);
+  });
+});
+
+describe('batch list', () => {
+  test('pages newest first with counts', async () => {
+    // A schema of its own: the other tests leave batches in the shared one.
+    const own = await openTestDatabase();
+    try {
+      const source = { type: 'directory' as const, path: '/photos' };
+      const created = [];
+      for (let i = 0; i < 5; i += 1) {
+        created.push(await createBatch(own, { source, mode: 'enrol', multipleFaces: 'skip' }));
+      }
+      // Two batches created in the same microsecond are ordered by id.
+      await own.sql`
+        update ${own.sql(own.schema)}.batches set created_at = '2026-01-01T00:00:00.000001Z'
+        where id in ${own.sql([created[1]!.id, created[2]!.id])}`;
+      await failBatch(own, created[3]!.id, { code: 'NOT_FOUND', message: 'no folder' });
+      await upsertBatchItems(own, created[4]!.id, items('a/1.jpg', 'b/1.jpg', 'c/1.jpg'));
+      await recordItemOutcome(own, created[4]!.id, 'b/1.jpg', { status: 'no_face' });
+
+      const expected = (
+        await own.sql<{ id: string }[]>`
+          select id from ${own.sql(own.schema)}.batches order by created_at desc, id desc`
+      ).map((row) => row.id);
+      const seen: string[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await listBatches(own, { limit: 2, cursor });
+        seen.push(...page.items.map((batch) => batch.id));
+        cursor = page.nextCursor;
+      } while (cursor);
+      assert.deepEqual(seen, expected);
+      assert.equal(seen[0], created[4]!.id);
+
+      const failed = await listBatches(own, { limit: 10, status: 'failed' });
+      assert.deepEqual(
+        failed.items.map((batch) => [batch.id, batch.error?.code]),
+        [[created[3]!.id, 'NOT_FOUND']],
+      );
+      const newest = (await listBatches(own, { limit: 1 })).items[0]!;
+      assert.deepEqual(
+        [newest.counts.total, newest.counts.noFace, newest.counts.pending, newest.counts.done],
+        [3, 1, 2, 1],
+      );
+      assert.deepEqual(newest.counts, await countBatchItems(own, newest.id));
+
+      await assert.rejects(listBatches(own, { limit: 0 }), isFaceGateError('INVALID_REQUEST'));
+      await assert.rejects(listBatches(own, { limit: 101 }), isFaceGateError('INVALID_REQUEST'));
+      await assert.rejects(
+        listBatches(own, { limit: 5, cursor: 'bm90LWEtY3Vyc29y' }),
+        isFaceGateError('INVALID_REQUEST'),
+      );
+    } finally {
+      await dropTestDatabase(own);
+    }
   });
 });
 
