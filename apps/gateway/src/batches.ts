@@ -11,6 +11,7 @@ import {
   type BatchCounts,
   type BatchItem,
   MAX_BATCH_ITEM_PAGE_SIZE,
+  MAX_BATCH_PAGE_SIZE,
   cancelBatch,
   checkTableSource,
   countBatchItems,
@@ -18,6 +19,7 @@ import {
   failBatch,
   getBatch,
   listBatchItems,
+  listBatches,
   recordAudit,
   transaction,
 } from '@facegate/db';
@@ -86,6 +88,14 @@ const ITEM_STATUSES = [
   'skipped',
 ] as const;
 
+export const batchListQuery = z
+  .object({
+    status: z.enum(['planning', 'running', 'completed', 'cancelled', 'failed']).optional(),
+    limit: z.coerce.number().int().min(1).max(MAX_BATCH_PAGE_SIZE).default(20),
+    cursor: z.string().min(1).max(200).optional(),
+  })
+  .strict();
+
 export const batchItemsQuery = z
   .object({
     status: z.enum(ITEM_STATUSES).optional(),
@@ -110,14 +120,8 @@ function itemJson(item: BatchItem): Record<string, unknown> {
 }
 
 /** Builds the batch report: status, counts and the first failed items. */
-export async function batchReport(
-  deps: Pick<GatewayDeps, 'db'>,
-  batch: Batch,
-): Promise<Record<string, unknown>> {
-  const [counts, failures]: [BatchCounts, { items: BatchItem[] }] = await Promise.all([
-    countBatchItems(deps.db, batch.id),
-    listBatchItems(deps.db, batch.id, { status: 'failed', limit: REPORT_FAILURES }),
-  ]);
+/** Converts a batch and its item counts to the JSON of the batch routes. */
+function batchJson(batch: Batch, counts: BatchCounts): Record<string, unknown> {
   return {
     id: batch.id,
     status: batch.status,
@@ -131,6 +135,19 @@ export async function batchReport(
     createdAt: batch.createdAt.toISOString(),
     plannedAt: batch.plannedAt?.toISOString() ?? null,
     finishedAt: batch.finishedAt?.toISOString() ?? null,
+  };
+}
+
+export async function batchReport(
+  deps: Pick<GatewayDeps, 'db'>,
+  batch: Batch,
+): Promise<Record<string, unknown>> {
+  const [counts, failures]: [BatchCounts, { items: BatchItem[] }] = await Promise.all([
+    countBatchItems(deps.db, batch.id),
+    listBatchItems(deps.db, batch.id, { status: 'failed', limit: REPORT_FAILURES }),
+  ]);
+  return {
+    ...batchJson(batch, counts),
     failures: failures.items.map((item) => ({
       item: item.key,
       code: item.code,
@@ -201,6 +218,15 @@ export function registerBatchRoutes(
       'batch created',
     );
     response.status(202).json({ id: batch.id, status: batch.status });
+  });
+
+  app.get('/api/v1/batches', guard('enrol'), async (request, response) => {
+    const query = parse(batchListQuery, request.query, 'query');
+    const page = await listBatches(db, query);
+    response.json({
+      items: page.items.map((batch) => batchJson(batch, batch.counts)),
+      nextCursor: page.nextCursor ?? null,
+    });
   });
 
   app.get('/api/v1/batches/:id', guard('enrol'), noQuery, async (request, response) => {

@@ -2,7 +2,7 @@ import { z } from 'zod';
 
 import type { Scope } from '@facegate/auth';
 
-import { batchIdParams, batchItemsQuery, newBatchBody } from './batches.js';
+import { batchIdParams, batchItemsQuery, batchListQuery, newBatchBody } from './batches.js';
 import { auditQuery, keyIdParams, newKeyBody } from './keys.js';
 import * as responses from './responses.js';
 import * as schemas from './schemas.js';
@@ -210,6 +210,17 @@ export const ROUTES: RouteSpec[] = [
       400: error('Invalid source or options.'),
       415: error('Not JSON.'),
       503: error('Redis or PostgreSQL unavailable.'),
+    },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/batches',
+    scope: 'enrol',
+    summary: 'Batches, newest first, optionally by status, with their counts (paginated)',
+    query: batchListQuery,
+    responses: {
+      200: { description: 'A page of batches', schema: responses.batchListResponse },
+      400: error('Invalid query.'),
     },
   },
   {

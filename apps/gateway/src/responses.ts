@@ -149,6 +149,11 @@ export const batchReportResponse = z
   })
   .passthrough();
 
+export const batchListResponse = z.object({
+  items: z.array(batchReportResponse),
+  nextCursor: z.string().nullable(),
+});
+
 export const batchItemsResponse = z
   .object({ items: z.array(z.record(z.string(), z.unknown())) })
   .passthrough();

@@ -233,6 +233,28 @@ describe(
       assert.ok(secondPage.json.items[0].item > firstPage.json.items[4].item);
     });
 
+    test('batch list includes the finished batch', async () => {
+      const id = directoryReport.id as string;
+
+      const list = await call(stack, 'GET', '/api/v1/batches?status=completed&limit=5');
+      const running = await call(stack, 'GET', '/api/v1/batches?status=running');
+      const badLimit = await call(stack, 'GET', '/api/v1/batches?limit=1000');
+      const badCursor = await call(stack, 'GET', '/api/v1/batches?cursor=xyz');
+      const unknownParameter = await call(stack, 'GET', '/api/v1/batches?sort=name');
+
+      assert.equal(list.status, 200, JSON.stringify(list.json));
+      const listed = list.json.items.find((batch: any) => batch.id === id);
+      const summary = { ...directoryReport };
+      delete summary.failures;
+      assert.deepEqual(listed, summary);
+      assert.equal(running.status, 200);
+      assert.ok(running.json.items.every((batch: any) => batch.status === 'running'));
+      for (const response of [badLimit, badCursor, unknownParameter]) {
+        assert.equal(response.status, 400, JSON.stringify(response.json));
+        assert.equal(response.json.error.code, 'INVALID_REQUEST');
+      }
+    });
+
     test('invalid batch requests get 400 or 404', async () => {
       const table = {
         type: 'table',
