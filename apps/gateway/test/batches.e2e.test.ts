@@ -198,7 +198,9 @@ describe(
       const corrupt = items.find((item) => item.item === 'Corrupt_Image/corrupt.jpg');
       assert.equal(corrupt.status, 'failed');
       assert.equal(corrupt.attempts, 1);
-      assert.equal(items.find((item) => item.item === 'No_Face/silver_fir.jpg').status, 'no_face');
+      const noFace = items.find((item) => item.item === 'No_Face/silver_fir.jpg');
+      assert.equal(noFace.status, 'no_face');
+      assert.equal(noFace.code, 'NO_FACE');
       assert.equal(await countFaces(), report.facesStored);
       assert.ok(report.finishedAt);
       // The schema is new, so every visitor in it was created by this batch.

@@ -7,7 +7,8 @@ export type FaceChoice<T extends DetectedFace> =
   | { outcome: ItemOutcome };
 
 /**
- * Applies the enrolment rules to the faces found in one image. No face is no_face.
+ * Applies the enrolment rules to the faces found in one image, with the error codes of
+ * POST /api/v1/visitors/{id}/faces for the outcomes that store nothing. No face is no_face.
  * Several faces are multiple_faces under 'skip', else the largest is taken, or the one
  * nearest the stored face's box when re-extracting. A face whose shorter side is below
  * `minFaceSize` pixels is too_small.
@@ -21,7 +22,12 @@ export function chooseFace<T extends DetectedFace>(
   const count = faces.length;
   if (count === 0) {
     return {
-      outcome: { status: 'no_face', reason: 'no face was found in the image', facesDetected: 0 },
+      outcome: {
+        status: 'no_face',
+        code: 'NO_FACE',
+        reason: 'no face was found in the image',
+        facesDetected: 0,
+      },
     };
   }
 
@@ -41,6 +47,7 @@ export function chooseFace<T extends DetectedFace>(
     return {
       outcome: {
         status: 'multiple_faces',
+        code: 'MULTIPLE_FACES',
         reason: `the image shows ${count} faces; multipleFaces 'skip' stores none`,
         facesDetected: count,
       },
@@ -52,6 +59,7 @@ export function chooseFace<T extends DetectedFace>(
     return {
       outcome: {
         status: 'too_small',
+        code: 'FACE_TOO_SMALL',
         reason: `the face is ${faceSize} px on its shorter side; enrolment needs at least ${minFaceSize} px`,
         facesDetected: count,
       },
