@@ -27,7 +27,9 @@ export type BatchItemStatus =
   | 'multiple_faces'
   | 'too_small'
   | 'failed'
-  | 'skipped';
+  | 'skipped'
+  /** An entry of the source that is not an image to enrol; outside every count but `ignored`. */
+  | 'ignored';
 
 export type TableImageEncoding = 'bytea' | 'base64' | 'path';
 
@@ -114,8 +116,11 @@ export interface NewBatchItem {
   externalId: string | null;
   name: string | null;
   locator: string | null;
-  /** 'failed' records an entry of the source that cannot become a job (a malformed manifest row). */
-  status?: 'pending' | 'failed';
+  /**
+   * 'failed' records an entry of the source that cannot become a job (a malformed manifest
+   * row), and 'ignored' one that is not an image to enrol (a text file in a visitor folder).
+   */
+  status?: 'pending' | 'failed' | 'ignored';
   code?: string;
   reason?: string;
 }
@@ -390,7 +395,7 @@ export async function cancelBatch(
   return batch ? { batch, cancelled: false } : null;
 }
 
-const COUNTED_AS: Record<BatchItemStatus, keyof BatchCounts> = {
+const COUNTED_AS: Record<Exclude<BatchItemStatus, 'ignored'>, keyof BatchCounts> = {
   pending: 'pending',
   queued: 'pending',
   done: 'facesStored',
@@ -437,6 +442,8 @@ async function countItemsOfBatches(
       group by batch_id, status`,
   );
   for (const row of rows) {
+    // Ignored entries are counted by the batch record, which includes those without a key.
+    if (row.status === 'ignored') continue;
     const batch = counts.get(row.batch_id)!;
     const count = Number(row.item_count);
     batch[COUNTED_AS[row.status]] += count;

@@ -330,6 +330,17 @@ create index batches_created_at_id on ${schema}.batches (created_at, id);
 `,
 };
 
+const recordIgnoredEntries: Migration = {
+  version: 7,
+  name: 'record the entries a batch source leaves out as ignored items',
+  sql: (schema) => `
+alter table ${schema}.batch_items drop constraint batch_items_status_check;
+alter table ${schema}.batch_items add constraint batch_items_status_check check (status in
+  ('pending', 'queued', 'done', 'no_face', 'multiple_faces', 'too_small', 'failed', 'skipped',
+   'ignored'));
+`,
+};
+
 /** Every migration, in order. Append new ones; never edit one that has been released. */
 export const MIGRATIONS: readonly Migration[] = [
   createTables,
@@ -338,6 +349,7 @@ export const MIGRATIONS: readonly Migration[] = [
   createInstanceId,
   notifyVisitorChanges,
   indexBatchesByAge,
+  recordIgnoredEntries,
 ];
 
 export interface MigrationResult {

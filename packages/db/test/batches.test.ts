@@ -181,6 +181,32 @@ describe('batch items', () => {
     });
   });
 
+  test('ignored items stay out of the counts', async () => {
+    const batch = await newBatch();
+    await upsertBatchItems(db, batch.id, [
+      ...items('a/1.jpg'),
+      {
+        key: 'a/notes.txt',
+        externalId: 'a',
+        name: null,
+        locator: '/photos/a/notes.txt',
+        status: 'ignored',
+        code: 'NOT_AN_IMAGE',
+        reason: 'no image file extension',
+      },
+    ]);
+
+    const counts = await countBatchItems(db, batch.id);
+    const ignored = await listBatchItems(db, batch.id, { limit: 10, status: 'ignored' });
+
+    assert.equal(counts.total, 1);
+    assert.equal(counts.pending, 1);
+    assert.deepEqual(
+      ignored.items.map((item) => [item.key, item.code]),
+      [['a/notes.txt', 'NOT_AN_IMAGE']],
+    );
+  });
+
   test('item pages follow the cursor', async () => {
     const batch = await newBatch();
     const keys = Array.from({ length: 7 }, (_, i) => `p/${i}.jpg`);
