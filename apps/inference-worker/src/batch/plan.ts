@@ -71,7 +71,8 @@ export async function planBatch(context: BatchContext, batchId: string): Promise
     // be enrolled before the limit is found exceeded. The batch then fails, and the rest
     // of its queued items end without work.
     const { batchMaxItems } = context.config;
-    if (result.items + chunk.length > batchMaxItems) {
+    const photos = chunk.filter((item) => item.status !== 'ignored');
+    if (result.items + photos.length > batchMaxItems) {
       throw new FaceGateError(
         'BATCH_TOO_LARGE',
         `the source has more than ${batchMaxItems} images; the limit is BATCH_MAX_ITEMS=${batchMaxItems}`,
@@ -80,10 +81,13 @@ export async function planBatch(context: BatchContext, batchId: string): Promise
     }
 
     const unfinished = await upsertBatchItems(context.db, batchId, chunk);
-    await queue(unqueued);
-    unqueued = { keys: chunk.map((item) => item.key), unfinished };
-    result.items += chunk.length;
+    result.items += photos.length;
     result.queued += unfinished.length;
+    // A chunk of ignored entries only has nothing to queue, and must not take the place of
+    // the last chunk of photos.
+    if (photos.length === 0) continue;
+    await queue(unqueued);
+    unqueued = { keys: photos.map((item) => item.key), unfinished };
   }
   await queue(unqueued, LAST_CHUNK_ITEMS_PER_JOB);
 

@@ -2,7 +2,8 @@
  * Enumerates a batch source into items, lazily and in order, so that a source of tens of
  * thousands of images is planned chunk by chunk with flat memory. Entries that can never
  * become a job (a malformed manifest row, an unreadable person folder) become items with
- * status 'failed', so the report lists them. Non-image files are only counted.
+ * status 'failed', so the report lists them. Entries of a directory that are not images to
+ * enrol become items with status 'ignored', and every ignored entry is counted.
  */
 import { createReadStream, type Dirent } from 'node:fs';
 import { open, readdir, stat } from 'node:fs/promises';
@@ -41,6 +42,12 @@ export interface EnumerationCounters {
   ignored: number;
 }
 
+/**
+ * Most ignored entries of one source stored as items, so that a folder full of other files
+ * cannot fill the items table. Those beyond it are only counted.
+ */
+export const MAX_IGNORED_ITEMS = 10_000;
+
 /** Yields the source's items in chunks of at most `chunkSize`. */
 export async function* enumerateSource(
   db: Database,
@@ -48,11 +55,12 @@ export async function* enumerateSource(
   chunkSize: number,
   counters: EnumerationCounters,
   roots: readonly string[] = [],
+  maxIgnoredItems = MAX_IGNORED_ITEMS,
 ): AsyncGenerator<NewBatchItem[], void, undefined> {
   if (source.type !== 'table') await assertWithinRoots(source.path, roots, source.type);
   switch (source.type) {
     case 'directory':
-      yield* chunked(directoryItems(source.path, counters), chunkSize);
+      yield* chunked(directoryItems(source.path, counters, maxIgnoredItems), chunkSize);
       return;
     case 'manifest':
       yield* chunked(manifestItems(source.path), chunkSize);
@@ -103,27 +111,60 @@ function byName(a: Dirent, b: Dirent): number {
   return a.name < b.name ? -1 : 1;
 }
 
-/** Follows a symbolic link to tell a folder from a file; a dangling link is neither. */
-async function entryKind(parent: string, entry: Dirent): Promise<'directory' | 'file' | 'other'> {
+/**
+ * Follows a symbolic link to tell a folder from a file. A link whose target is missing is
+ * 'missing'; a socket, device or pipe is 'other'.
+ */
+async function entryKind(
+  parent: string,
+  entry: Dirent,
+): Promise<'directory' | 'file' | 'missing' | 'other'> {
   if (entry.isDirectory()) return 'directory';
   if (entry.isFile()) return 'file';
   if (!entry.isSymbolicLink()) return 'other';
   try {
     const target = await stat(join(parent, entry.name));
     return target.isDirectory() ? 'directory' : target.isFile() ? 'file' : 'other';
-  } catch {
-    return 'other';
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : 'other';
   }
+}
+
+function hasImageExtension(name: string): boolean {
+  return IMAGE_EXTENSIONS.has(extname(name).toLowerCase());
+}
+
+/** Returns the code and reason for ignoring an entry of a visitor folder, or null for a photo. */
+function reasonToIgnore(
+  name: string,
+  kind: Awaited<ReturnType<typeof entryKind>>,
+): { code: string; reason: string } | null {
+  if (name.startsWith('.')) return { code: 'HIDDEN_ENTRY', reason: 'hidden file or folder' };
+  if (kind === 'directory') {
+    return { code: 'NESTED_FOLDER', reason: 'folder inside a visitor folder' };
+  }
+  if (kind === 'other') return { code: 'NOT_A_FILE', reason: 'neither a file nor a folder' };
+  if (!hasImageExtension(name)) {
+    return {
+      code: 'NOT_AN_IMAGE',
+      reason: `no image file extension (${[...IMAGE_EXTENSIONS].join(', ')})`,
+    };
+  }
+  // A link to a missing file is enrolled like any photo and fails with NOT_FOUND, as a
+  // manifest row naming a missing file does.
+  return null;
 }
 
 /**
  * One folder per visitor (`<root>/<externalId>/<photo>`): the folder name is both the
- * visitor's externalId and name. Files directly in the root, dotfiles, nested folders and
- * files without an image extension are ignored and counted.
+ * visitor's externalId and name. Files directly in the root, hidden entries, nested
+ * folders and files without an image extension are ignored: counted, and the first
+ * `maxIgnoredItems` of them yielded as items with status 'ignored'.
  */
 async function* directoryItems(
   root: string,
   counters: EnumerationCounters,
+  maxIgnoredItems: number,
 ): AsyncGenerator<NewBatchItem> {
   let people: Dirent[];
   try {
@@ -132,12 +173,38 @@ async function* directoryItems(
     throw fileError(error, root, 'folder');
   }
 
+  const ignore = (
+    key: string,
+    path: string,
+    externalId: string | null,
+    exclusion: { code: string; reason: string },
+  ): NewBatchItem | null => {
+    counters.ignored += 1;
+    if (counters.ignored > maxIgnoredItems) return null;
+    return { key, externalId, name: null, locator: path, status: 'ignored', ...exclusion };
+  };
+
   for (const person of people) {
-    if (person.name.startsWith('.') || (await entryKind(root, person)) !== 'directory') {
-      counters.ignored += 1;
+    const folder = join(root, person.name);
+    const kind = await entryKind(root, person);
+    if (person.name.startsWith('.') || kind !== 'directory') {
+      const exclusion = person.name.startsWith('.')
+        ? { code: 'HIDDEN_ENTRY', reason: 'hidden file or folder' }
+        : kind === 'missing'
+          ? { code: 'BROKEN_LINK', reason: 'symbolic link to a missing file or folder' }
+          : {
+              code: 'OUTSIDE_VISITOR_FOLDER',
+              reason: 'not a folder: photos go in one folder per visitor',
+            };
+      const item = ignore(
+        kind === 'directory' ? `${person.name}/` : person.name,
+        folder,
+        null,
+        exclusion,
+      );
+      if (item) yield item;
       continue;
     }
-    const folder = join(root, person.name);
     let files: Dirent[];
     try {
       files = (await readdir(folder, { withFileTypes: true })).sort(byName);
@@ -149,17 +216,20 @@ async function* directoryItems(
     }
 
     for (const file of files) {
-      const isImage =
-        !file.name.startsWith('.') && IMAGE_EXTENSIONS.has(extname(file.name).toLowerCase());
-      if (!isImage || (await entryKind(folder, file)) !== 'file') {
-        counters.ignored += 1;
+      const path = join(folder, file.name);
+      const fileKind = await entryKind(folder, file);
+      const exclusion = reasonToIgnore(file.name, fileKind);
+      if (exclusion) {
+        const suffix = fileKind === 'directory' ? '/' : '';
+        const item = ignore(`${person.name}/${file.name}${suffix}`, path, person.name, exclusion);
+        if (item) yield item;
         continue;
       }
       yield {
         key: `${person.name}/${file.name}`,
         externalId: person.name,
         name: person.name,
-        locator: join(folder, file.name),
+        locator: path,
       };
     }
   }
