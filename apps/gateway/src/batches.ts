@@ -86,6 +86,7 @@ const ITEM_STATUSES = [
   'too_small',
   'failed',
   'skipped',
+  'ignored',
 ] as const;
 
 export const batchListQuery = z

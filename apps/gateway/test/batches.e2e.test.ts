@@ -73,6 +73,9 @@ async function buildDirectory(
     join(faces!, 'edge', 'no_face', 'silver_fir.jpg'),
     join(dir, `${prefix}No_Face`, 'silver_fir.jpg'),
   );
+  // Two entries that are not photos: reported as ignored, outside the item counts.
+  await writeFile(join(dir, 'README.txt'), 'one folder per visitor');
+  await writeFile(join(dir, `${prefix}No_Face`, 'notes.txt'), 'not a photo');
   return dir;
 }
 
@@ -201,6 +204,14 @@ describe(
       const noFace = items.find((item) => item.item === 'No_Face/silver_fir.jpg');
       assert.equal(noFace.status, 'no_face');
       assert.equal(noFace.code, 'NO_FACE');
+      assert.equal(report.ignored, 2);
+      assert.deepEqual(
+        items.filter((item) => item.status === 'ignored').map((item) => [item.item, item.code]),
+        [
+          ['No_Face/notes.txt', 'NOT_AN_IMAGE'],
+          ['README.txt', 'OUTSIDE_VISITOR_FOLDER'],
+        ],
+      );
       assert.equal(await countFaces(), report.facesStored);
       assert.ok(report.finishedAt);
       // The schema is new, so every visitor in it was created by this batch.
@@ -454,7 +465,7 @@ describe(
       assertCountsAddUp(report);
       assert.equal(report.facesStored, directoryReport.facesStored);
       assert.equal(report.skipped, 0);
-      const items = await allItems(id);
+      const items = (await allItems(id)).filter((item) => item.status !== 'ignored');
       assert.ok(items.every((item) => item.attempts >= 1));
       // Only the items of the jobs in flight on the killed worker (at most its concurrency,
       // each with up to BATCH_ITEMS_PER_JOB items) ran twice.
