@@ -54,6 +54,7 @@ import {
   verifyQuery,
   visitorIdParams,
   visitorPatchBody,
+  withBodyParameters,
 } from './schemas.js';
 
 export interface GatewayDeps {
@@ -340,8 +341,9 @@ export function createApp(deps: GatewayDeps): express.Express {
   });
 
   app.post('/api/v1/detect', guard('recognize'), async (request, response) => {
-    const query = parse(detectQuery, request.query, 'query');
-    const { images } = await readImages(request, ['image'], [], limits);
+    const queryOnly = parse(detectQuery, request.query, 'query');
+    const { images, fields } = await readImages(request, ['image'], [], limits);
+    const query = withBodyParameters(detectQuery, queryOnly, request.query, fields);
     const result = await dispatcher.request('detect', request.requestId, [images.get('image')!], {
       params: { minScore: query.min_score, maxFaces: query.limit },
     });
@@ -349,16 +351,17 @@ export function createApp(deps: GatewayDeps): express.Express {
   });
 
   app.post('/api/v1/recognize', guard('recognize'), async (request, response) => {
-    const query = parse(recognizeQuery, request.query, 'query');
+    const queryOnly = parse(recognizeQuery, request.query, 'query');
+    const arrived = performance.now();
+    const { images, fields } = await readImages(request, ['image'], [], limits);
+    const uploadMs = performance.now() - arrived;
+    const query = withBodyParameters(recognizeQuery, queryOnly, request.query, fields);
     if (query.top_k > config.maxCandidates) {
       throw new FaceGateError(
         'INVALID_REQUEST',
-        `query 'top_k' is ${query.top_k}; the limit is ${config.maxCandidates} (MAX_CANDIDATES)`,
+        `'top_k' is ${query.top_k}; the limit is ${config.maxCandidates} (MAX_CANDIDATES)`,
       );
     }
-    const arrived = performance.now();
-    const { images } = await readImages(request, ['image'], [], limits);
-    const uploadMs = performance.now() - arrived;
     const result = await dispatcher.request(
       'recognize',
       request.requestId,
@@ -373,16 +376,19 @@ export function createApp(deps: GatewayDeps): express.Express {
   });
 
   app.post('/api/v1/verify', guard('recognize'), async (request, response) => {
-    const query = parse(verifyQuery, request.query, 'query');
+    const queryOnly = parse(verifyQuery, request.query, 'query');
     const { images, fields } = await readImages(
       request,
       [],
       ['image', 'image_a', 'image_b'],
       limits,
     );
-    const body = parse(verifyQuery.partial(), fields, 'body');
-    const visitorId = query.visitor_id ?? body.visitor_id;
-    const threshold = query.threshold ?? body.threshold;
+    const { visitor_id: visitorId, threshold } = withBodyParameters(
+      verifyQuery,
+      queryOnly,
+      request.query,
+      fields,
+    );
 
     let blobs: Uint8Array[];
     if (visitorId) {
@@ -476,8 +482,9 @@ export function createApp(deps: GatewayDeps): express.Express {
 
   app.post('/api/v1/visitors/:id/faces', guard('enrol'), async (request, response) => {
     const { id } = parse(visitorIdParams, request.params, 'path');
-    const query = parse(enrolQuery, request.query, 'query');
-    const { images } = await readImages(request, ['image'], [], limits);
+    const queryOnly = parse(enrolQuery, request.query, 'query');
+    const { images, fields } = await readImages(request, ['image'], [], limits);
+    const query = withBodyParameters(enrolQuery, queryOnly, request.query, fields);
     if (!(await getVisitor(db, id))) throw notFound(`visitor ${id}`);
     const result = (await dispatcher.request('enrol', request.requestId, [images.get('image')!], {
       visitorId: id,

@@ -102,6 +102,34 @@ export function parse<T extends z.ZodType>(schema: T, value: unknown, where: str
   throw new FaceGateError('INVALID_REQUEST', problems.join('; '), { details: { problems } });
 }
 
+/**
+ * Adds the parameters sent as non-image fields of a multipart or JSON body to those parsed
+ * from the query string, so that `{"image": "...", "top_k": 5}` works as `?top_k=5` does.
+ * A field that is not a parameter of the route is a 400, as an unknown query parameter is,
+ * and so is a parameter sent in both places.
+ */
+export function withBodyParameters<T extends z.ZodObject>(
+  schema: T,
+  query: z.output<T>,
+  rawQuery: object,
+  fields: Record<string, unknown>,
+): z.output<T> {
+  const names = Object.keys(fields);
+  if (names.length === 0) return query;
+  const repeated = names.filter((name) => Object.hasOwn(rawQuery, name));
+  if (repeated.length > 0) {
+    throw new FaceGateError(
+      'INVALID_REQUEST',
+      `parameter(s) ${repeated.join(', ')} sent both in the query and in the body; send each once`,
+    );
+  }
+  const body = parse(schema.partial(), fields, 'body') as Record<string, unknown>;
+  // Only the fields sent replace query values: a default of the schema must not.
+  const merged: Record<string, unknown> = { ...query };
+  for (const name of names) merged[name] = body[name];
+  return merged as z.output<T>;
+}
+
 /** Finds the value as sent at an issue's path (before coercion), or undefined. */
 function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
   let current = value;

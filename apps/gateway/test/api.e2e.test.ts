@@ -66,6 +66,36 @@ describe(
       for (const face of limited.json.faces) assert.ok(face.score >= 0.8);
     });
 
+    test('detect takes parameters from the body', async () => {
+      const image = await photo('edge/multi_face/solvay.jpg');
+
+      const json = await call(stack, 'POST', '/api/v1/detect', {
+        json: { image: image.toString('base64'), limit: 3, min_score: 0.8 },
+      });
+      const form = await call(stack, 'POST', '/api/v1/detect', { form: { image, limit: '2' } });
+      const typo = await call(stack, 'POST', '/api/v1/detect', {
+        json: { image: image.toString('base64'), limt: 3 },
+      });
+      const twice = await call(stack, 'POST', '/api/v1/detect?limit=3', {
+        json: { image: image.toString('base64'), limit: 3 },
+      });
+      const outOfRange = await call(stack, 'POST', '/api/v1/recognize', {
+        json: { image: image.toString('base64'), top_k: 100 },
+      });
+
+      assert.equal(json.status, 200, JSON.stringify(json.json));
+      assert.equal(json.json.faces.length, 3);
+      for (const face of json.json.faces) assert.ok(face.score >= 0.8);
+      assert.equal(form.status, 200, JSON.stringify(form.json));
+      assert.equal(form.json.faces.length, 2);
+      assert.equal(typo.status, 400);
+      assert.match(typo.json.error.message, /unknown body parameter\(s\): limt/);
+      assert.equal(twice.status, 400);
+      assert.match(twice.json.error.message, /limit sent both in the query and in the body/);
+      assert.equal(outOfRange.status, 400);
+      assert.match(outOfRange.json.error.message, /body 'top_k'/);
+    });
+
     const BAD_INPUTS: [string, () => Promise<Parameters<typeof call>[3]>, number, string][] = [
       [
         'text body labelled as JPEG',
@@ -260,6 +290,9 @@ describe(
       const tiny = await call(stack, 'POST', `${path}?multiple_faces=largest`, {
         image: await photo('edge/multi_face/3faces.png'),
       });
+      const tinyFromBody = await call(stack, 'POST', path, {
+        form: { image: await photo('edge/multi_face/3faces.png'), multiple_faces: 'largest' },
+      });
       const missing = await call(
         stack,
         'POST',
@@ -282,6 +315,7 @@ describe(
       assert.equal(several.json.error.code, 'MULTIPLE_FACES');
       assert.equal(tiny.status, 422);
       assert.equal(tiny.json.error.code, 'FACE_TOO_SMALL');
+      assert.equal(tinyFromBody.json.error.code, 'FACE_TOO_SMALL');
       assert.equal(missing.status, 404);
       assert.equal(list.json.items.length, 1);
     });

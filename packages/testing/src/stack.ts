@@ -229,11 +229,9 @@ export async function call(
   } else if (body?.form) {
     const form = new FormData();
     for (const [key, value] of Object.entries(body.form)) {
-      form.append(
-        key,
-        typeof value === 'string' ? value : new Blob([value]),
-        typeof value === 'string' ? undefined : `${key}.jpg`,
-      );
+      // A text field: FormData rejects a file name with a string value, even undefined.
+      if (typeof value === 'string') form.append(key, value);
+      else form.append(key, new Blob([value]), `${key}.jpg`);
     }
     init.body = form;
   } else if (body?.image) {
