@@ -8,7 +8,7 @@ import { loadConfigOrExit } from '@facegate/config';
 import { createQueues, createRedis, keyNames, waitForRedis } from '@facegate/contracts';
 import { openServiceDatabase } from '@facegate/db';
 import { FaceGateError } from '@facegate/errors';
-import { createLogger } from '@facegate/logger';
+import { createLogger, handleStopSignals } from '@facegate/logger';
 import { StreamMetrics, createRegistry } from '@facegate/metrics';
 
 import { FAILED_AUTH_LIMIT } from './access.js';
@@ -24,6 +24,7 @@ const DRAIN_GRACE_MS = 3000;
 async function main(): Promise<void> {
   const config = loadConfigOrExit('gateway');
   const logger = createLogger('gateway', config.logLevel);
+  const signals = handleStopSignals(logger);
   const keys = keyNames(config.queuePrefix);
 
   let envKeys;
@@ -149,7 +150,6 @@ async function main(): Promise<void> {
     await closed;
   }
 
-  let stopping: Promise<void> | undefined;
   async function shutdown(signal: string): Promise<void> {
     logger.info({ signal }, 'shutting down');
     const timer = setTimeout(() => {
@@ -186,11 +186,7 @@ async function main(): Promise<void> {
     dispatcher.rejectAll('the gateway is shutting down');
     logger.info('stopped');
   }
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.on(signal, () => {
-      stopping ??= shutdown(signal).then(() => process.exit(0));
-    });
-  }
+  signals.started(shutdown);
 }
 
 await main();

@@ -20,7 +20,7 @@ import {
 } from '@facegate/contracts';
 import { openServiceDatabase } from '@facegate/db';
 import { serializeError } from '@facegate/errors';
-import { createLogger } from '@facegate/logger';
+import { createLogger, handleStopSignals } from '@facegate/logger';
 import {
   JobMetrics,
   ModelInfoMetric,
@@ -44,6 +44,7 @@ async function main(): Promise<void> {
   useAtomicGarbageCollection();
   const config = loadConfigOrExit('inference-worker');
   const logger = createLogger('inference-worker', config.logLevel);
+  const signals = handleStopSignals(logger);
   const id = `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
   const keys = keyNames(config.queuePrefix);
   const startedAt = new Date().toISOString();
@@ -208,10 +209,11 @@ async function main(): Promise<void> {
   const heartbeatTimer = setInterval(() => {
     beat(true).catch((error: unknown) => logger.warn({ err: error }, 'heartbeat failed'));
   }, config.heartbeatIntervalMs);
+  // From here on jobs may be running, so a signal waits for them.
+  signals.started(shutdown);
   await beat(true).catch((error: unknown) => logger.warn({ err: error }, 'heartbeat failed'));
   logger.info({ id, concurrency }, 'inference worker started');
 
-  let stopping: Promise<void> | undefined;
   async function shutdown(signal: string): Promise<void> {
     logger.info({ signal }, 'shutting down');
     const timer = setTimeout(() => {
@@ -246,11 +248,6 @@ async function main(): Promise<void> {
       }
     }
     logger.info('stopped');
-  }
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.on(signal, () => {
-      stopping ??= shutdown(signal).then(() => process.exit(0));
-    });
   }
 }
 

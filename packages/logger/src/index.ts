@@ -38,3 +38,5 @@ export function createLogger(service: string, level: LevelWithSilent = 'info'): 
     formatters: { level: (label) => ({ level: label }) },
   });
 }
+
+export { type StopSignals, handleStopSignals } from './stop-signals.js';
