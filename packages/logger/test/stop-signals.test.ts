@@ -52,7 +52,7 @@ test('signal after start-up runs the shutdown once', async () => {
   const { code, output } = await runScript(body, ['SIGINT', 'SIGTERM']);
 
   assert.equal(code, 0, output);
-  assert.equal(output.match(/shutdown on/g)?.length, 1, output);
-  assert.match(output, /shutdown on SIGINT/);
+  // Both signals are pending at once, and either may be handled first.
+  assert.equal(output.match(/shutdown on SIG(INT|TERM)/g)?.length, 1, output);
   assert.doesNotMatch(output, /duringStartup/);
 });
