@@ -199,6 +199,41 @@ function recognizeOn(
 }
 
 describe(
+  'worker stopped while starting',
+  { skip: faces ? false : FACES_MISSING, timeout: 120_000 },
+  () => {
+    const stack = new Stack();
+
+    before(async () => {
+      await stack.start({ workers: 1 });
+    });
+
+    after(async () => {
+      await stack.stopAll();
+    });
+
+    test('SIGTERM at any point of start-up exits 0', async () => {
+      // After loading its models a worker connects to PostgreSQL and Redis and starts its
+      // queue workers. The delays put the signal in different steps of that.
+      for (const delayMs of [0, 5, 20, 50, 100, 250]) {
+        const name = `late-${delayMs}`;
+        stack.spawn('worker', name);
+        const log = (): string => stack.logs.get(name)!.join('');
+        const deadline = Date.now() + 30_000;
+        while (!log().includes('models loaded') && Date.now() < deadline)
+          await new Promise((resolve) => setTimeout(resolve, 2));
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+
+        const code = await stack.stop(name, 'SIGTERM');
+
+        assert.equal(code, 0, `${name}: ${log().slice(-3000)}`);
+        assert.match(log(), /"msg":"stopped"/, name);
+      }
+    });
+  },
+);
+
+describe(
   'gateway shutdown with requests waiting',
   { skip: faces ? false : FACES_MISSING, timeout: 120_000 },
   () => {

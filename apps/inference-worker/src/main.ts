@@ -209,7 +209,13 @@ async function main(): Promise<void> {
   const heartbeatTimer = setInterval(() => {
     beat(true).catch((error: unknown) => logger.warn({ err: error }, 'heartbeat failed'));
   }, config.heartbeatIntervalMs);
-  // From here on jobs may be running, so a signal waits for them.
+  // A worker closed while its connections are still being set up makes BullMQ 5.63 emit
+  // 'error' on an object with no listener left, which ends the process. No job can run
+  // before they are ready, so until then a signal exits at once. From then on it waits
+  // for the running jobs.
+  await Promise.all([worker.waitUntilReady(), batchWorker.waitUntilReady()]).catch(
+    (error: unknown) => logger.warn({ err: error }, 'queue workers not ready; BullMQ retries'),
+  );
   signals.started(shutdown);
   await beat(true).catch((error: unknown) => logger.warn({ err: error }, 'heartbeat failed'));
   logger.info({ id, concurrency }, 'inference worker started');

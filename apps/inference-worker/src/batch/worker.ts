@@ -30,6 +30,8 @@ export interface BatchWorkerOptions {
 }
 
 export interface BatchWorker {
+  /** Resolves once the worker's Redis connections are ready, when it can take jobs. */
+  waitUntilReady(): Promise<unknown>;
   /** Stops taking batch jobs and waits for the running ones; safe to call twice. */
   close(): Promise<void>;
 }
@@ -138,6 +140,7 @@ export function startBatchWorker(context: BatchContext, options: BatchWorkerOpti
 
   let closing: Promise<void> | undefined;
   return {
+    waitUntilReady: () => worker.waitUntilReady(),
     close() {
       closing ??= worker.close();
       return closing;
