@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // Starts the whole stack on this machine as separate processes: the matcher,
 // INFERENCE_WORKERS inference workers (default 1) and the gateway, after running
-// the setup (when needed) and the build. Ctrl-C or SIGTERM stops all of them; if
-// one exits on its own, the others are stopped too and this script exits non-zero.
+// the setup (when needed) and the build. Ctrl-C or SIGTERM stops all of them, or the
+// setup or build step while it runs. If one app exits on its own, the others are
+// stopped too and this script exits non-zero.
 // `npm start` execs this script, so the SIGINT or SIGTERM that npm forwards reaches
 // it, and it stops the stack as well when its parent process goes away. Each app can
 // also run alone: `node apps/<app>/dist/src/main.js`, configured by environment.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -14,19 +15,78 @@ import { fileURLToPath } from 'node:url';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 
-/** Runs a preparation step with node, exiting with its code when it fails. */
+/** The apps' processes by name, once they are started. */
+const children = new Map();
+let stopping = false;
+/** The preparation step running now, which a signal stops. */
+let preparing = null;
+let stopRequested = false;
+
+/**
+ * Runs a preparation step with node in a process group of its own, so that a signal can
+ * stop it and whatever it started (a compiler, tsc). Exits with the step's code when it
+ * fails, and with 0 when a signal stopped it.
+ */
 function prepare(script, args) {
-  const result = spawnSync(process.execPath, [join(root, script), ...args], {
-    cwd: root,
-    stdio: 'inherit',
+  const step = `${script} ${args.join(' ')}`;
+  return new Promise((resolve) => {
+    preparing = spawn(process.execPath, [join(root, script), ...args], {
+      cwd: root,
+      stdio: ['ignore', 'inherit', 'inherit'],
+      detached: true,
+    });
+    preparing.on('exit', async (code, signal) => {
+      const group = preparing.pid;
+      preparing = null;
+      if (stopRequested) {
+        await waitForGroupExit(group);
+        console.error(`start: stopped during '${step}' (process group ${group})`);
+        process.exit(0);
+      }
+      if (code !== 0) {
+        console.error(`start: '${step}' failed (${signal ?? `exit code ${code}`})`);
+        process.exit(code ?? 1);
+      }
+      resolve();
+    });
   });
-  if (result.status !== 0) {
-    console.error(
-      `start: '${script} ${args.join(' ')}' failed (${result.signal ?? `exit code ${result.status}`})`,
-    );
-    process.exit(result.status ?? 1);
+}
+
+/**
+ * Waits until no process of `group` is left: the step's own children (turbo's native
+ * binary, a compiler) may outlive it while they stop. Kills what remains after 10 s.
+ */
+async function waitForGroupExit(group) {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      process.kill(-group, 0);
+    } catch {
+      return;
+    }
+    if (Date.now() > deadline) {
+      process.kill(-group, 'SIGKILL');
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
+
+/** Stops the preparation step, or the apps once they run. */
+function onStopSignal() {
+  stopRequested = true;
+  if (preparing) {
+    try {
+      process.kill(-preparing.pid, 'SIGTERM');
+    } catch {
+      // The group has exited already; its 'exit' event ends this process.
+    }
+    return;
+  }
+  if (children.size === 0) process.exit(0);
+  stopAll('SIGTERM');
+}
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, onStopSignal);
 
 const workers = Number(process.env.INFERENCE_WORKERS || 1);
 if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
@@ -36,8 +96,8 @@ if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
   process.exit(2);
 }
 
-prepare('scripts/setup.mjs', ['--if-needed']);
-prepare('node_modules/turbo/bin/turbo', ['run', 'build']);
+await prepare('scripts/setup.mjs', ['--if-needed']);
+await prepare('node_modules/turbo/bin/turbo', ['run', 'build']);
 
 // Each process serves /metrics on a port of its own: the matcher on METRICS_PORT
 // (default 9464), worker N on METRICS_PORT + N, the gateway on its API port.
@@ -56,8 +116,6 @@ const apps = [
   { name: 'gateway', entry: 'apps/gateway/dist/src/main.js', env: {} },
 ];
 
-const children = new Map();
-let stopping = false;
 let exitCode = 0;
 
 function prefixLines(stream, name, target) {
@@ -104,8 +162,6 @@ for (const app of apps) {
     if (children.size === 0) process.exit(exitCode);
   });
 }
-
-for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => stopAll('SIGTERM'));
 
 // A parent killed without passing the signal on (npm through a shell that does not
 // exec, or npm killed with SIGKILL) leaves this process to init. Then the stack stops too.

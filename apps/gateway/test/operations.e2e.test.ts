@@ -278,6 +278,37 @@ describe(
   },
 );
 
+test('SIGTERM during the build stops start and the build', async () => {
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, [join(root, 'scripts', 'start.mjs')], {
+    cwd: root,
+    env: { ...process.env, PORT: '1', METRICS_PORT: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  // turbo prints its version first, then takes a second or more to check 15 packages.
+  await new Promise<void>((resolve) => {
+    const onData = (chunk: Buffer): void => {
+      output += chunk.toString();
+      if (output.includes('turbo ')) resolve();
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+  });
+  child.kill('SIGTERM');
+
+  const code = await exited;
+
+  assert.equal(code, 0, output.slice(-2000));
+  const stopped = /start: stopped during '[^']*turbo run build' \(process group (\d+)\)/.exec(
+    output,
+  );
+  assert.ok(stopped, output.slice(-2000));
+  // Nothing of the build is left running.
+  assert.throws(() => process.kill(-Number(stopped[1]), 0), { code: 'ESRCH' });
+});
+
 test(
   'npm start runs every process and SIGTERM stops them all',
   { skip: faces ? false : FACES_MISSING, timeout: 120_000 },
