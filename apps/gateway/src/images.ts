@@ -122,6 +122,13 @@ function readMultipart(
       stream.on('end', () => files.set(name, Buffer.concat(chunks)));
     });
     parser.on('field', (name, value) => {
+      // As in the query string, a parameter given twice is ambiguous.
+      if (Object.hasOwn(formFields, name)) {
+        failure ??= new FaceGateError(
+          'INVALID_REQUEST',
+          `form field '${name}' is given more than once; send it once`,
+        );
+      }
       formFields[name] = value;
     });
     parser.on('filesLimit', () => {

@@ -73,6 +73,14 @@ describe(
         json: { image: image.toString('base64'), limit: 3, min_score: 0.8 },
       });
       const form = await call(stack, 'POST', '/api/v1/detect', { form: { image, limit: '2' } });
+      const repeatedForm = new FormData();
+      repeatedForm.append('image', new Blob([image]), 'image.jpg');
+      repeatedForm.append('limit', '2');
+      repeatedForm.append('limit', '3');
+      const repeated = await fetch(`${stack.url}/api/v1/detect`, {
+        method: 'POST',
+        body: repeatedForm,
+      });
       const typo = await call(stack, 'POST', '/api/v1/detect', {
         json: { image: image.toString('base64'), limt: 3 },
       });
@@ -88,6 +96,11 @@ describe(
       for (const face of json.json.faces) assert.ok(face.score >= 0.8);
       assert.equal(form.status, 200, JSON.stringify(form.json));
       assert.equal(form.json.faces.length, 2);
+      assert.equal(repeated.status, 400);
+      assert.match(
+        ((await repeated.json()) as any).error.message,
+        /form field 'limit' is given more than once/,
+      );
       assert.equal(typo.status, 400);
       assert.match(typo.json.error.message, /unknown body parameter\(s\): limt/);
       assert.equal(twice.status, 400);
