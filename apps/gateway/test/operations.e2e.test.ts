@@ -293,7 +293,8 @@ test('SIGTERM during the build stops start and the build', { timeout: 90_000 }, 
   // with every output cached. Its process, a child of start.mjs, is the cue.
   const deadline = Date.now() + 60_000;
   while (spawnSync('pgrep', ['-P', String(child.pid), '-f', 'turbo']).status !== 0) {
-    assert.ok(Date.now() < deadline && child.exitCode === null, output.slice(-2000));
+    assert.ok(Date.now() < deadline, `turbo did not start: ${output.slice(-2000)}`);
+    assert.equal(child.exitCode, null, output.slice(-2000));
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
   child.kill('SIGTERM');
