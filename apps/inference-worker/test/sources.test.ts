@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test';
 
 import type { Database, NewBatchItem } from '@facegate/db';
 
+import { fileError } from '../src/batch/files.js';
 import { enumerateSource } from '../src/batch/sources.js';
 
 let root: string;
@@ -70,4 +71,16 @@ test('ignored items stop at the limit, counts go on', async () => {
   assert.equal(items.filter((item) => item.status === 'ignored').length, 2);
   assert.equal(items.filter((item) => item.status === undefined).length, 2);
   assert.equal(counters.ignored, 6);
+});
+
+test('missing file behind a link is named', () => {
+  const enoent = Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+
+  const link = fileError(enoent, join(root, 'Alice', 'missing.jpg'), 'image file');
+  const plain = fileError(enoent, join(root, 'Alice', 'nothing.jpg'), 'image file');
+
+  assert.equal(link.code, 'NOT_FOUND');
+  assert.match(link.message, /is a symbolic link to .*no-such-photo\.jpg, which does not exist/);
+  assert.equal(plain.code, 'NOT_FOUND');
+  assert.match(plain.message, /nothing\.jpg does not exist$/);
 });

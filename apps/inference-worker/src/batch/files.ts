@@ -1,3 +1,4 @@
+import { lstatSync, readlinkSync } from 'node:fs';
 import { realpath } from 'node:fs/promises';
 import { sep } from 'node:path';
 
@@ -27,9 +28,12 @@ export function fileError(error: unknown, path: string, what: string): FaceGateE
   const reason = error instanceof Error ? error.message : String(error);
   const code = FINAL_ERRNO[errno];
   if (code === 'NOT_FOUND') {
-    return new FaceGateError('NOT_FOUND', `${what} ${path} does not exist`, {
-      details: { path, errno },
-    });
+    const target = danglingLinkTarget(path);
+    const message =
+      target === null
+        ? `${what} ${path} does not exist`
+        : `${what} ${path} is a symbolic link to ${target}, which does not exist`;
+    return new FaceGateError('NOT_FOUND', message, { details: { path, errno } });
   }
   if (code) {
     return new FaceGateError('INVALID_REQUEST', `${what} ${path} cannot be read (${errno})`, {
@@ -40,6 +44,15 @@ export function fileError(error: unknown, path: string, what: string): FaceGateE
     details: { path, errno },
     cause: error,
   });
+}
+
+/** Returns the target of `path` when it is a symbolic link, else null. Synchronous: for error paths. */
+function danglingLinkTarget(path: string): string | null {
+  try {
+    return lstatSync(path).isSymbolicLink() ? readlinkSync(path) : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Returns whether `path`, already resolved, is one of `roots` or inside one. */
