@@ -123,6 +123,15 @@ export function withBodyParameters<T extends z.ZodObject>(
       `parameter(s) ${repeated.join(', ')} sent both in the query and in the body; send each once`,
     );
   }
+  // Coercion would read true as 1 and [3] as 3: every parameter is a string or a number.
+  const malformed = names.filter((name) => !['string', 'number'].includes(typeof fields[name]));
+  if (malformed.length > 0) {
+    const problems = malformed.map(
+      (name) =>
+        `body '${name}': expected a string or a number, got ${JSON.stringify(fields[name])}`,
+    );
+    throw new FaceGateError('INVALID_REQUEST', problems.join('; '), { details: { problems } });
+  }
   const body = parse(schema.partial(), fields, 'body') as Record<string, unknown>;
   // Only the fields sent replace query values: a default of the schema must not.
   const merged: Record<string, unknown> = { ...query };

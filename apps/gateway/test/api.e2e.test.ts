@@ -90,6 +90,13 @@ describe(
       const outOfRange = await call(stack, 'POST', '/api/v1/recognize', {
         json: { image: image.toString('base64'), top_k: 100 },
       });
+      const notNumbers = await Promise.all(
+        [true, [3], { value: 3 }, null].map((value) =>
+          call(stack, 'POST', '/api/v1/detect', {
+            json: { image: image.toString('base64'), limit: value },
+          }),
+        ),
+      );
 
       assert.equal(json.status, 200, JSON.stringify(json.json));
       assert.equal(json.json.faces.length, 3);
@@ -107,6 +114,10 @@ describe(
       assert.match(twice.json.error.message, /limit sent both in the query and in the body/);
       assert.equal(outOfRange.status, 400);
       assert.match(outOfRange.json.error.message, /body 'top_k'/);
+      for (const response of notNumbers) {
+        assert.equal(response.status, 400, JSON.stringify(response.json));
+        assert.match(response.json.error.message, /body 'limit': expected a string or a number/);
+      }
     });
 
     const BAD_INPUTS: [string, () => Promise<Parameters<typeof call>[3]>, number, string][] = [
