@@ -43,7 +43,7 @@ if (files.length === 0) {
 }
 
 // A test that sets no timeout of its own fails after 10 minutes instead of hanging the run.
-// The longest suites (bulk enrolment, identification) take about a minute here.
+// The slowest suites (bulk enrolment, identification) take about a minute here.
 const result = spawnSync(
   process.execPath,
   ['--test', '--enable-source-maps', '--test-concurrency=1', '--test-timeout=600000', ...files],

@@ -43,8 +43,8 @@ export interface EnumerationCounters {
 }
 
 /**
- * Most ignored entries of one source stored as items, so that a folder full of other files
- * cannot fill the items table. Those beyond it are only counted.
+ * Maximum number of ignored entries of one source stored as items, so that a folder full of
+ * other files cannot fill the items table. Those beyond it are only counted.
  */
 export const MAX_IGNORED_ITEMS = 10_000;
 
@@ -113,7 +113,7 @@ function byName(a: Dirent, b: Dirent): number {
 
 /**
  * Follows a symbolic link to tell a folder from a file. A link whose target is missing is
- * 'missing'; a socket, device or pipe is 'other'.
+ * 'missing', and a socket, device or pipe is 'other'.
  */
 async function entryKind(
   parent: string,
@@ -134,12 +134,35 @@ function hasImageExtension(name: string): boolean {
   return IMAGE_EXTENSIONS.has(extname(name).toLowerCase());
 }
 
+interface Exclusion {
+  code: string;
+  reason: string;
+}
+
+const HIDDEN_ENTRY: Exclusion = { code: 'HIDDEN_ENTRY', reason: 'hidden file or folder' };
+
+/** Returns the code and reason for ignoring an entry of the root folder, or null for a visitor. */
+function reasonToIgnoreInRoot(
+  name: string,
+  kind: Awaited<ReturnType<typeof entryKind>>,
+): Exclusion | null {
+  if (name.startsWith('.')) return HIDDEN_ENTRY;
+  if (kind === 'directory') return null;
+  if (kind === 'missing') {
+    return { code: 'BROKEN_LINK', reason: 'symbolic link to a missing file or folder' };
+  }
+  return {
+    code: 'OUTSIDE_VISITOR_FOLDER',
+    reason: 'not a folder: photos go in one folder per visitor',
+  };
+}
+
 /** Returns the code and reason for ignoring an entry of a visitor folder, or null for a photo. */
 function reasonToIgnore(
   name: string,
   kind: Awaited<ReturnType<typeof entryKind>>,
-): { code: string; reason: string } | null {
-  if (name.startsWith('.')) return { code: 'HIDDEN_ENTRY', reason: 'hidden file or folder' };
+): Exclusion | null {
+  if (name.startsWith('.')) return HIDDEN_ENTRY;
   if (kind === 'directory') {
     return { code: 'NESTED_FOLDER', reason: 'folder inside a visitor folder' };
   }
@@ -177,7 +200,7 @@ async function* directoryItems(
     key: string,
     path: string,
     externalId: string | null,
-    exclusion: { code: string; reason: string },
+    exclusion: Exclusion,
   ): NewBatchItem | null => {
     counters.ignored += 1;
     if (counters.ignored > maxIgnoredItems) return null;
@@ -187,15 +210,8 @@ async function* directoryItems(
   for (const person of people) {
     const folder = join(root, person.name);
     const kind = await entryKind(root, person);
-    if (person.name.startsWith('.') || kind !== 'directory') {
-      const exclusion = person.name.startsWith('.')
-        ? { code: 'HIDDEN_ENTRY', reason: 'hidden file or folder' }
-        : kind === 'missing'
-          ? { code: 'BROKEN_LINK', reason: 'symbolic link to a missing file or folder' }
-          : {
-              code: 'OUTSIDE_VISITOR_FOLDER',
-              reason: 'not a folder: photos go in one folder per visitor',
-            };
+    const exclusion = reasonToIgnoreInRoot(person.name, kind);
+    if (exclusion) {
       const item = ignore(
         kind === 'directory' ? `${person.name}/` : person.name,
         folder,
