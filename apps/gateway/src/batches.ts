@@ -32,7 +32,7 @@ import { z } from 'zod';
 import { actorOf } from './access.js';
 import type { GatewayDeps } from './app.js';
 import { readJson } from './images.js';
-import { noQuery, parse } from './schemas.js';
+import { noQuery, numberParameter, parse } from './schemas.js';
 
 /** Failed items listed in a batch report; the items route pages through all of them. */
 const REPORT_FAILURES = 100;
@@ -92,7 +92,7 @@ const ITEM_STATUSES = [
 export const batchListQuery = z
   .object({
     status: z.enum(['planning', 'running', 'completed', 'cancelled', 'failed']).optional(),
-    limit: z.coerce.number().int().min(1).max(MAX_BATCH_PAGE_SIZE).default(20),
+    limit: numberParameter(z.number().int().min(1).max(MAX_BATCH_PAGE_SIZE)).default(20),
     cursor: z.string().min(1).max(200).optional(),
   })
   .strict();
@@ -100,7 +100,7 @@ export const batchListQuery = z
 export const batchItemsQuery = z
   .object({
     status: z.enum(ITEM_STATUSES).optional(),
-    limit: z.coerce.number().int().min(1).max(MAX_BATCH_ITEM_PAGE_SIZE).default(100),
+    limit: numberParameter(z.number().int().min(1).max(MAX_BATCH_ITEM_PAGE_SIZE)).default(100),
     cursor: z.string().min(1).max(2000).optional(),
   })
   .strict();

@@ -19,7 +19,7 @@ import { z } from 'zod';
 import { actorOf } from './access.js';
 import type { GatewayDeps } from './app.js';
 import { readJson } from './images.js';
-import { noQuery, parse } from './schemas.js';
+import { noQuery, numberParameter, parse } from './schemas.js';
 
 export const newKeyBody = z
   .object({
@@ -35,8 +35,8 @@ export const keyIdParams = z.object({ id: z.string().regex(/^[a-z0-9]{12}$/) });
 
 export const auditQuery = z
   .object({
-    limit: z.coerce.number().int().min(1).max(MAX_AUDIT_PAGE_SIZE).default(100),
-    before: z.coerce.number().int().min(1).optional(),
+    limit: numberParameter(z.number().int().min(1).max(MAX_AUDIT_PAGE_SIZE)).default(100),
+    before: numberParameter(z.number().int().min(1)).optional(),
     target_type: z.enum(['visitor', 'face', 'batch', 'key']).optional(),
     target_id: z.string().min(1).max(200).optional(),
   })

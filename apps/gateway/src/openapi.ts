@@ -319,6 +319,11 @@ function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Record<string, u
     target: 'draft-2020-12',
     io,
     unrepresentable: 'any',
+    override: ({ zodSchema, jsonSchema: node }) => {
+      // In input mode zod leaves out the default of a parameter read through numberParameter.
+      const def = zodSchema._zod.def;
+      if (def.type === 'default' && !('default' in node)) node.default = def.defaultValue;
+    },
   }) as Record<string, unknown>;
   delete generated.$schema;
   return generated;

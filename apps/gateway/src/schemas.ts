@@ -2,28 +2,43 @@ import { FaceGateError } from '@facegate/errors';
 import type { NextFunction, Request, Response } from 'express';
 import { z } from 'zod';
 
-/** Query strings arrive as text; numbers are coerced and unknown keys rejected. */
-const score = z.coerce.number().min(0.05).max(1);
+/** A number written out in decimal, as a query string or form field may carry it. */
+const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?$/i;
+
+/**
+ * A number parameter, which arrives as text in a query string or form field and as a
+ * number in JSON. Text is read only when it is a plain decimal number. zod's coercion
+ * would also read '0x10' as 16, ' 3 ' as 3 and an empty value as 0: a face id mistyped
+ * as '0x3' would then name face 3.
+ */
+export function numberParameter<T extends z.ZodType>(schema: T) {
+  return z.preprocess(
+    (value) => (typeof value === 'string' && DECIMAL.test(value) ? Number(value) : value),
+    schema,
+  );
+}
+
+const score = numberParameter(z.number().min(0.05).max(1));
 
 export const detectQuery = z
   .object({
     min_score: score.optional(),
-    limit: z.coerce.number().int().min(1).max(1000).optional(),
+    limit: numberParameter(z.number().int().min(1).max(1000)).optional(),
   })
   .strict();
 
 export const recognizeQuery = detectQuery
   .extend({
-    top_k: z.coerce.number().int().min(1).max(20).default(1),
+    top_k: numberParameter(z.number().int().min(1).max(20)).default(1),
     // Identification thresholds outside this range accept almost every face or none.
-    threshold: z.coerce.number().min(0.2).max(0.95).optional(),
+    threshold: numberParameter(z.number().min(0.2).max(0.95)).optional(),
   })
   .strict();
 
 export const verifyQuery = z
   .object({
     visitor_id: z.string().uuid().optional(),
-    threshold: z.coerce.number().min(-1).max(1).optional(),
+    threshold: numberParameter(z.number().min(-1).max(1)).optional(),
   })
   .strict();
 
@@ -57,7 +72,7 @@ export const visitorPatchBody = z
 
 export const listVisitorsQuery = z
   .object({
-    limit: z.coerce.number().int().min(1).max(1000).default(50),
+    limit: numberParameter(z.number().int().min(1).max(1000)).default(50),
     cursor: z.string().min(1).max(500).optional(),
   })
   .strict();
@@ -65,7 +80,7 @@ export const listVisitorsQuery = z
 export const visitorIdParams = z.object({ id: z.string().uuid() });
 export const faceIdParams = z.object({
   id: z.string().uuid(),
-  faceId: z.coerce.number().int().min(1),
+  faceId: numberParameter(z.number().int().min(1)),
 });
 
 /**
@@ -168,6 +183,7 @@ function describeIssue(issue: z.core.$ZodIssue, sent: unknown, where: string): s
   switch (issue.code) {
     case 'invalid_type':
       if (issue.expected === 'object') return `must be a JSON object, got ${shown(sent)}`;
+      if (issue.expected === 'int') return `must be an integer, got ${shown(sent)}`;
       return `must be ${issue.expected === 'number' ? 'a number' : `of type ${issue.expected}`}, got ${shown(sent)}`;
     case 'too_big':
       if (issue.origin === 'string')

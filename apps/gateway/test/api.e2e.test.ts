@@ -235,7 +235,9 @@ describe(
     test('unknown or out-of-range query parameters get 400', async () => {
       const image = await photo('edge/png/32bit.png');
 
-      for (const query of ['?foo=1', '?min_score=7', '?limit=0', '?top_k=100', '?threshold=abc']) {
+      const queries = ['?foo=1', '?min_score=7', '?limit=0', '?top_k=100', '?threshold=abc'];
+      // Numbers are read only when written in decimal: not hexadecimal, padded or empty.
+      for (const query of [...queries, '?top_k=0x3', '?top_k=%203%20', '?limit=', '?top_k=1e400']) {
         const response = await call(stack, 'POST', `/api/v1/recognize${query}`, { image });
 
         assert.equal(response.status, 400, query);
@@ -325,9 +327,13 @@ describe(
           image: await photo('lfw/Aaron_Peirsol/Aaron_Peirsol_0002.jpg'),
         },
       );
+      // The face's id written in hexadecimal must not name it.
+      const hexId = await call(stack, 'DELETE', `${path}/0x${first.json.face.id.toString(16)}`);
       const list = await call(stack, 'GET', path);
 
       assert.equal(first.status, 201, JSON.stringify(first.json));
+      assert.equal(hexId.status, 400);
+      assert.equal(hexId.json.error.code, 'INVALID_REQUEST');
       assert.equal(first.json.face.modelId, 'mobilefacenet_foamliu_128d');
       assert.match(first.json.face.imageSha256, /^[0-9a-f]{64}$/);
       assert.equal(again.status, 200);

@@ -42,6 +42,26 @@ test('non-numeric number parameter', () => {
   assert.equal(message, "query 'min_score': must be a number, got 'abc'");
 });
 
+test('numbers are read from decimal text only', () => {
+  for (const text of ['0x3', ' 3 ', '', '3px', 'Infinity', '1e400']) {
+    assert.equal(
+      messageOf(() => parse(recognizeQuery, { top_k: text }, 'query')),
+      `query 'top_k': must be a number, got '${text}'`,
+      text,
+    );
+  }
+  assert.equal(
+    messageOf(() => parse(recognizeQuery, { top_k: '2.5' }, 'query')),
+    "query 'top_k': must be an integer, got '2.5'",
+  );
+  assert.deepEqual(parse(recognizeQuery, { threshold: '.5', min_score: '5e-1' }, 'query'), {
+    top_k: 1,
+    threshold: 0.5,
+    min_score: 0.5,
+  });
+  assert.equal(parse(recognizeQuery, { top_k: 4 }, 'query').top_k, 4);
+});
+
 test('out-of-range numbers', () => {
   assert.equal(
     messageOf(() => parse(recognizeQuery, { min_score: '7' }, 'query')),
