@@ -112,6 +112,7 @@ describe(
       assert.match(typo.json.error.message, /unknown body parameter\(s\): limt/);
       assert.equal(twice.status, 400);
       assert.match(twice.json.error.message, /limit sent both in the query and in the body/);
+      assert.deepEqual(twice.json.error.details.problems, [twice.json.error.message]);
       assert.equal(outOfRange.status, 400);
       assert.match(outOfRange.json.error.message, /body 'top_k'/);
       for (const response of notNumbers) {
@@ -276,6 +277,7 @@ describe(
         'GET',
         `/api/v1/visitors?limit=1&cursor=${encodeURIComponent(page.json.nextCursor)}`,
       );
+      const badCursor = await call(stack, 'GET', '/api/v1/visitors?cursor=bm90LWEtY3Vyc29y');
       const badId = await call(stack, 'GET', '/api/v1/visitors/not-a-uuid');
       const deleted = await call(stack, 'DELETE', `/api/v1/visitors/${id}`);
       const gone = await call(stack, 'GET', `/api/v1/visitors/${id}`);
@@ -290,6 +292,9 @@ describe(
       assert.equal(page.json.items.length, 1);
       assert.ok(page.json.total >= 2);
       assert.notEqual(next.json.items[0].id, page.json.items[0].id);
+      assert.equal(badCursor.status, 400);
+      // Every INVALID_REQUEST lists its problems, whichever check found them.
+      assert.deepEqual(badCursor.json.error.details.problems, [badCursor.json.error.message]);
       assert.equal(badId.status, 400);
       assert.equal(deleted.status, 204);
       assert.equal(gone.status, 404);

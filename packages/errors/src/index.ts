@@ -95,7 +95,12 @@ export class FaceGateError extends Error {
     this.name = 'FaceGateError';
     this.code = code;
     this.status = options.status ?? DEFAULT_STATUS[code];
-    this.details = options.details;
+    // Every INVALID_REQUEST lists what is wrong in details.problems, whichever check
+    // refused the request, so that a client reads one field for all of them.
+    this.details =
+      code === 'INVALID_REQUEST' && !Array.isArray(options.details?.problems)
+        ? { ...options.details, problems: [message] }
+        : options.details;
   }
 
   /** True when running the same input again can succeed (not an input error). */
