@@ -39,6 +39,29 @@ function hasNoBody(request: Request): boolean {
   return request.headers['transfer-encoding'] === undefined;
 }
 
+/**
+ * Resolves true when the body ends without a byte, and false at its first byte. The rest
+ * of a body that is not empty is then read and dropped, as for any request refused unread.
+ */
+function bodyIsEmpty(request: Request): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const settle = (empty: boolean): void => {
+      request.off('data', onData).off('end', onEnd).off('error', onError);
+      if (!empty) request.resume();
+      resolve(empty);
+    };
+    const onData = (chunk: Buffer): void => {
+      if (chunk.length > 0) settle(false);
+    };
+    const onEnd = (): void => settle(true);
+    const onError = (error: Error): void => {
+      request.off('data', onData).off('end', onEnd).off('error', onError);
+      reject(error);
+    };
+    request.on('data', onData).on('end', onEnd).on('error', onError);
+  });
+}
+
 /** Shortens a media type for an error message, because the header may be kilobytes long. */
 function shownType(type: string): string {
   return type.length > 100 ? `${type.slice(0, 97)}...` : type;
@@ -205,14 +228,16 @@ export async function readImages(
       if (all.includes(key)) images.set(key, decodeBase64(value, key));
       else fields[key] = value;
     }
-  } else if (type === '' && hasNoBody(request)) {
-    throw new FaceGateError(
-      'IMAGE_EMPTY',
-      names.length === 1 && optional.length === 0
-        ? `the request has no body; send the image as field '${names[0]}' of multipart/form-data or JSON (base64), or as a raw image/* body`
-        : `the request has no body; send the images (${all.join(', ')}) as fields of multipart/form-data or JSON (base64)`,
-    );
   } else if (type === '') {
+    // A chunked body shows whether it is empty only once it ends.
+    if (hasNoBody(request) || (await bodyIsEmpty(request))) {
+      throw new FaceGateError(
+        'IMAGE_EMPTY',
+        names.length === 1 && optional.length === 0
+          ? `the request has no body; send the image as field '${names[0]}' of multipart/form-data or JSON (base64), or as a raw image/* body`
+          : `the request has no body; send the images (${all.join(', ')}) as fields of multipart/form-data or JSON (base64)`,
+      );
+    }
     throw new FaceGateError(
       'UNSUPPORTED_MEDIA_TYPE',
       'missing Content-Type; send multipart/form-data, image/*, or application/json',

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -219,6 +220,50 @@ describe(
       assert.match(emptyVerifyJson.error.message, /\(image, image_a, image_b\)/);
       assert.equal(untyped.status, 415);
       assert.equal(((await untyped.json()) as any).error.code, 'UNSUPPORTED_MEDIA_TYPE');
+    });
+
+    test('untyped chunked body: empty is IMAGE_EMPTY, else 415 on a usable connection', async () => {
+      // One keep-alive connection for all three requests.
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      const send = (method: string, path: string, chunks: string[]) =>
+        new Promise<{ status: number; body: any; socket: unknown }>((resolve, reject) => {
+          const request = http.request(`${stack.url}${path}`, {
+            method,
+            agent,
+            headers:
+              chunks.length > 0 || method === 'POST' ? { 'transfer-encoding': 'chunked' } : {},
+          });
+          request.on('error', reject);
+          request.on('response', (response) => {
+            let text = '';
+            response.setEncoding('utf8');
+            response.on('data', (chunk: string) => (text += chunk));
+            response.on('end', () =>
+              resolve({
+                status: response.statusCode!,
+                body: JSON.parse(text),
+                socket: request.socket,
+              }),
+            );
+          });
+          for (const chunk of chunks) request.write(chunk);
+          request.end();
+        });
+
+      try {
+        const empty = await send('POST', '/api/v1/recognize', []);
+        const untyped = await send('POST', '/api/v1/recognize', ['hello ', 'world']);
+        const after = await send('GET', '/health', []);
+
+        assert.equal(empty.status, 400, JSON.stringify(empty.body));
+        assert.equal(empty.body.error.code, 'IMAGE_EMPTY');
+        assert.equal(untyped.status, 415);
+        assert.equal(untyped.body.error.code, 'UNSUPPORTED_MEDIA_TYPE');
+        assert.equal(after.status, 200);
+        assert.equal(after.socket, untyped.socket);
+      } finally {
+        agent.destroy();
+      }
     });
 
     test('verify refuses a raw image body and names its fields', async () => {
