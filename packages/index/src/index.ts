@@ -1,4 +1,4 @@
-export { FaceIndex, DEFAULT_FACE_INDEX_OPTIONS } from './face-index.js';
+export { FaceIndex, DEFAULT_FACE_INDEX_OPTIONS, VISITOR_SCORINGS } from './face-index.js';
 export type {
   FaceCandidate,
   FaceEntry,
@@ -7,6 +7,7 @@ export type {
   LoadExpectation,
   LoadOptions,
   SearchOptions,
+  VisitorScoring,
 } from './face-index.js';
 export { exactTopK } from './exact.js';
 export { hnswlibBuild } from './hnswlib.js';

@@ -341,7 +341,99 @@ test('search rejects invalid queries', () => {
   assert.throws(() => index.search(vector, { k: 0 }), isInvalidRequest);
   assert.throws(() => index.search(vector, { k: 1.5 }), isInvalidRequest);
   assert.throws(() => index.search(vector, { ef: 0 }), isInvalidRequest);
+  assert.throws(
+    () => index.search(vector, { scoring: 'mean' as unknown as 'fused' }),
+    isInvalidRequest,
+  );
 });
+
+/** Returns a unit vector from weights on basis axes, { axis: weight }, already of norm 1. */
+function along(weights: Record<number, number>): number[] {
+  const vector = new Array<number>(DIM).fill(0);
+  for (const [axis, weight] of Object.entries(weights)) vector[Number(axis)] = weight;
+  return vector;
+}
+
+/**
+ * Visitor A has one face at 0.8 from the query and two unrelated ones. Visitor B has three
+ * faces at 0.7 that lean away from the query in different directions, so their mean is close.
+ * A's template is at 0.8 / sqrt(3) = 0.462, and B's at 2.1 / sqrt(4.41 + 3 * 0.51) = 0.862.
+ */
+function templateGallery(exactSearchMaxFaces: number): { index: FaceIndex; query: number[] } {
+  const index = createIndex({ exactSearchMaxFaces });
+  const side = Math.sqrt(1 - 0.49);
+  index.add(1, visitorUuid(1), along({ 0: 0.8, 1: 0.6 }));
+  index.add(2, visitorUuid(1), along({ 2: 1 }));
+  index.add(3, visitorUuid(1), along({ 3: 1 }));
+  for (const [faceId, axis] of [
+    [4, 4],
+    [5, 5],
+    [6, 6],
+  ] as const)
+    index.add(faceId, visitorUuid(2), along({ 0: 0.7, [axis]: side }));
+  const random = createRandom(30);
+  for (let v = 0; v < 200; v += 1)
+    index.add(100 + v, visitorUuid(100 + v), randomUnitVector(random));
+  return { index, query: along({ 0: 1 }) };
+}
+
+for (const mode of MODES) {
+  test(`${mode.name} fused scoring ranks visitors by their template`, () => {
+    const { index, query } = templateGallery(mode.exactSearchMaxFaces);
+
+    const best = index.search(query, { k: 2, scoring: 'best' });
+    const fused = index.search(query, { k: 2, scoring: 'fused' });
+
+    assert.deepEqual(
+      best.map((candidate) => [candidate.visitorId, candidate.faceId]),
+      [
+        [visitorUuid(1), 1],
+        [visitorUuid(2), best[1]!.faceId],
+      ],
+    );
+    assert.ok(Math.abs(best[0]!.similarity - 0.8) < 1e-5);
+    assert.deepEqual(
+      fused.map((candidate) => candidate.visitorId),
+      [visitorUuid(2), visitorUuid(1)],
+    );
+    assert.ok(Math.abs(fused[0]!.similarity - 2.1 / Math.sqrt(4.41 + 3 * 0.51)) < 1e-5);
+    assert.ok(Math.abs(fused[1]!.similarity - 0.8 / Math.sqrt(3)) < 1e-5);
+    // The face reported is still the visitor's face nearest to the query.
+    assert.equal(fused[1]!.faceId, 1);
+    assert.ok([4, 5, 6].includes(fused[0]!.faceId));
+  });
+
+  test(`${mode.name} templates follow removed and replaced faces`, () => {
+    const { index, query } = templateGallery(mode.exactSearchMaxFaces);
+    const top = (): [string, number] => {
+      const [first] = index.search(query, { scoring: 'fused' });
+      return [first!.visitorId, Math.round(first!.similarity * 1e4) / 1e4];
+    };
+    const steps: [string, () => unknown][] = [
+      ['start', () => undefined],
+      ['two of B removed', () => [index.remove(5), index.remove(6)]],
+      ['two of A removed', () => [index.remove(2), index.remove(3)]],
+      ['A replaced', () => index.add(1, visitorUuid(1), along({ 0: 0.6, 1: 0.8 }))],
+      ['B removed', () => index.removeVisitor(visitorUuid(2))],
+      ['A added', () => index.add(7, visitorUuid(1), along({ 0: 1 }))],
+    ];
+
+    const seen = steps.map(([name, change]) => {
+      change();
+      return [name, ...top()];
+    });
+
+    assert.deepEqual(seen, [
+      ['start', visitorUuid(2), 0.8616],
+      ['two of B removed', visitorUuid(2), 0.7],
+      ['two of A removed', visitorUuid(1), 0.8],
+      ['A replaced', visitorUuid(2), 0.7],
+      ['B removed', visitorUuid(1), 0.6],
+      // (0.6 + 1, 0.8) / |(1.6, 0.8)|
+      ['A added', visitorUuid(1), 0.8944],
+    ]);
+  });
+}
 
 test('constructor rejects invalid options', () => {
   const invalid: Array<Partial<FaceIndexOptions>> = [
