@@ -536,9 +536,13 @@ export function createApp(deps: GatewayDeps): express.Express {
       index?: Record<string, unknown>;
       rebuild?: unknown;
       state?: string;
+      scoring?: string;
+      identifyThreshold?: number;
     };
     response.json({
       ...detail.index,
+      scoring: detail.scoring,
+      identifyThreshold: detail.identifyThreshold,
       state: detail.state,
       rebuild: detail.rebuild,
       replicas: matchers.length,

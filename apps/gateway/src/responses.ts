@@ -39,7 +39,9 @@ const candidate = z.object({
   name: z.string(),
   similarity: z
     .number()
-    .describe('Cosine similarity of the face to the visitor (best of their enrolled faces).'),
+    .describe(
+      'Cosine similarity of the face to the visitor: to the mean of their enrolled faces, or to the most similar of them with IDENTIFY_SCORING=best.',
+    ),
 });
 
 export const recognizeResponse = z.object({
@@ -115,6 +117,16 @@ export const indexResponse = z
       .enum(['avx2', 'portable'])
       .optional()
       .describe("The matcher's hnswlib addon: built with AVX2 and FMA, or portable."),
+    scoring: z
+      .enum(['fused', 'best'])
+      .optional()
+      .describe(
+        "How a visitor with several faces is scored (IDENTIFY_SCORING): against the mean of their faces ('fused') or their most similar face ('best').",
+      ),
+    identifyThreshold: z
+      .number()
+      .optional()
+      .describe('The identification threshold of recognize requests that do not set one.'),
     state: z.string().optional(),
     rebuild: z.unknown().optional(),
     replicas: z.number().int(),

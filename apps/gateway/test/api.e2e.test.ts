@@ -534,6 +534,8 @@ describe(
       }
       assert.equal(index.json.modelId, 'mobilefacenet_foamliu_128d');
       assert.ok(['avx2', 'portable'].includes(index.json.hnswlibBuild), index.json.hnswlibBuild);
+      assert.equal(index.json.scoring, 'fused');
+      assert.equal(index.json.identifyThreshold, 0.42);
     });
 
     test('every process serves metrics that move with requests', async () => {

@@ -78,7 +78,7 @@ async function recognize(
     const threshold =
       job.match.threshold ??
       context.config.identifyThreshold ??
-      defaultIdentifyThreshold(result.modelId);
+      defaultIdentifyThreshold(result.modelId, context.config.identifyScoring);
     const reply: RecognizeResult = {
       image: result.image,
       modelId: result.modelId,

@@ -14,7 +14,7 @@ import { decodeVector, defaultIdentifyThreshold } from '@facegate/contracts';
 import type { Database } from '@facegate/db';
 import { getVisitorsByIds } from '@facegate/db';
 import { FaceGateError } from '@facegate/errors';
-import type { FaceCandidate } from '@facegate/index';
+import type { FaceCandidate, VisitorScoring } from '@facegate/index';
 import type { Logger } from '@facegate/logger';
 
 import type { VisitorLookup, VisitorName } from './visitor-cache.js';
@@ -22,6 +22,8 @@ import type { VisitorLookup, VisitorName } from './visitor-cache.js';
 /** The part of IndexService that identification uses. */
 export interface MatchIndex {
   readonly modelId: string;
+  /** Score of a visitor with several faces in search; the default threshold depends on it. */
+  readonly scoring: VisitorScoring;
   readonly lastSeq: number;
   assertServing(): void;
   waitForSeq(minSeq: number, timeoutMs: number): Promise<boolean>;
@@ -86,7 +88,7 @@ export async function identify(
   const threshold =
     job.params.threshold ??
     dependencies.identifyThreshold ??
-    defaultIdentifyThreshold(index.modelId);
+    defaultIdentifyThreshold(index.modelId, index.scoring);
   const faces = job.faces.map((face, position): RecognizedFace => {
     const candidates = nameCandidates(hits[position] ?? [], visitors);
     const best = candidates[0];

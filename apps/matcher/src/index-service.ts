@@ -18,7 +18,7 @@ import {
 import type { Unlisten } from '@facegate/db';
 import { FaceGateError, isFaceGateError } from '@facegate/errors';
 import { FaceIndex } from '@facegate/index';
-import type { FaceCandidate, FaceIndexStats } from '@facegate/index';
+import type { FaceCandidate, FaceIndexStats, VisitorScoring } from '@facegate/index';
 import type { Logger } from '@facegate/logger';
 
 import { FailureLog } from './failure-log.js';
@@ -50,6 +50,8 @@ export interface IndexServiceOptions {
   indexDir: string;
   /** Settings of a rebuilt index; a loaded index keeps the M and efConstruction it was built with. */
   hnsw: HnswSettings;
+  /** Score of a visitor with several faces in search (IDENTIFY_SCORING). Default 'fused'. */
+  scoring?: VisitorScoring;
   /** Milliseconds from the first unsaved change to the save that includes it and later ones. */
   persistDelayMs: number;
   /** Milliseconds between reads of the feed that cover notifications lost while disconnected. */
@@ -75,6 +77,7 @@ export type IndexStatus = {
   };
   /** Stored faces of models other than the index's, by model id. */
   otherModels: Record<string, number>;
+  scoring: VisitorScoring;
   /**
    * Feed seq up to which the saved files match the index, so a face deleted at or before
    * it is gone from memory and disk. The gateway waits on it to confirm an erasure.
@@ -161,6 +164,11 @@ export class IndexService {
       failed: `saving the face index to ${options.indexDir} failed; retrying after the next delay`,
       recovered: `the face index is saved to ${options.indexDir} again`,
     });
+  }
+
+  /** Score of a visitor with several faces in search. */
+  get scoring(): VisitorScoring {
+    return this.options.scoring ?? 'fused';
   }
 
   get modelId(): string {
@@ -512,7 +520,7 @@ export class IndexService {
   /** Finds up to `k` distinct visitors nearest to `vector`. Throws like FaceIndex.search. */
   search(vector: ArrayLike<number>, k: number): FaceCandidate[] {
     this.assertServing();
-    return this.index!.search(vector, { k });
+    return this.index!.search(vector, { k, scoring: this.scoring });
   }
 
   status(): IndexStatus {
@@ -521,6 +529,7 @@ export class IndexService {
       index: this.index?.stats() ?? null,
       rebuild: { ...this.rebuildInfo },
       otherModels: Object.fromEntries(this.otherModels),
+      scoring: this.scoring,
       persistedSeq: this.persistedSeqValue,
     };
     if (this.reason !== undefined) status.reason = this.reason;

@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 
 import type { Config } from '@facegate/config';
 import { ConfigError, loadConfig } from '@facegate/config';
-import { createRedis, keyNames } from '@facegate/contracts';
+import { createRedis, defaultIdentifyThreshold, keyNames } from '@facegate/contracts';
 import type { Database } from '@facegate/db';
 import { openServiceDatabase } from '@facegate/db';
 import { FaceGateError } from '@facegate/errors';
@@ -104,6 +104,7 @@ async function start(): Promise<void> {
     db,
     model,
     indexDir: config.indexDir,
+    scoring: config.identifyScoring,
     hnsw: {
       M: config.hnswM,
       efConstruction: config.hnswEfConstruction,
@@ -141,7 +142,12 @@ async function start(): Promise<void> {
     logger,
     read: () => {
       const status = service.status();
-      return { ready: status.state === 'ready' && workerRunning, detail: status };
+      const identifyThreshold =
+        config.identifyThreshold ?? defaultIdentifyThreshold(model.modelId, service.scoring);
+      return {
+        ready: status.state === 'ready' && workerRunning,
+        detail: { ...status, identifyThreshold },
+      };
     },
   });
   resources.heartbeat = heartbeat;

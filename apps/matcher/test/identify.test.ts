@@ -91,7 +91,7 @@ test('identify names the enrolled visitor', async () => {
   const result = await identify(job, { index: service, db }, silentLogger);
 
   assert.equal(result.modelId, MODEL_ID);
-  assert.equal(result.threshold, defaultIdentifyThreshold('mobilefacenet_foamliu_128d'));
+  assert.equal(result.threshold, defaultIdentifyThreshold('mobilefacenet_foamliu_128d', 'fused'));
   assert.deepEqual(result.image, job.image);
   assert.equal(result.faces.length, 1);
   const face = result.faces[0]!;
@@ -254,6 +254,7 @@ test('visitors missing from the database are dropped', async () => {
   lagging.add(2, gallery[5]!.id, gallery[5]!.faces[0]!.vector);
   const index: MatchIndex = {
     modelId: MODEL_ID,
+    scoring: 'fused',
     lastSeq: 0,
     assertServing: () => undefined,
     waitForSeq: () => Promise.resolve(true),

@@ -229,6 +229,8 @@ test('matcher serves, stops and restarts', { timeout: 60_000 }, async (t) => {
     assert.equal(detail.index?.visitors, 5);
     assert.equal(detail.index?.modelId, MODEL_ID);
     assert.deepEqual(detail.otherModels, {});
+    assert.equal(detail.scoring, 'fused');
+    assert.equal((heartbeat.detail as { identifyThreshold?: number }).identifyThreshold, 0.42);
   });
 
   await t.test('identify names the enrolled visitor', async () => {
@@ -237,7 +239,7 @@ test('matcher serves, stops and restarts', { timeout: 60_000 }, async (t) => {
     const result = resultOf(await request(job));
 
     assert.equal(result.modelId, MODEL_ID);
-    assert.equal(result.threshold, defaultIdentifyThreshold('mobilefacenet_foamliu_128d'));
+    assert.equal(result.threshold, defaultIdentifyThreshold('mobilefacenet_foamliu_128d', 'fused'));
     const face = result.faces[0]!;
     assert.equal(face.match?.visitorId, visitor.id);
     assert.equal(face.match?.name, visitor.name);

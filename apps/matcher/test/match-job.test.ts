@@ -54,6 +54,7 @@ function fakeIndex(searchError?: Error): MatchIndex {
   for (const face of visitor.faces) faces.add(face.faceId, visitor.id, face.vector);
   return {
     modelId: MODEL_ID,
+    scoring: 'fused',
     lastSeq: 0,
     assertServing: () => undefined,
     waitForSeq: () => Promise.resolve(true),
