@@ -157,8 +157,6 @@ export class FaceIndex {
   private readonly vectors: LiveVectorStore;
   private readonly visitorByFace = new Map<number, string>();
   private readonly facesByVisitor = new Map<string, Set<number>>();
-  /** Templates of 'fused' scoring, made when first needed and dropped when a face changes. */
-  private readonly templates = new Map<string, Float32Array>();
   /**
    * Labels marked deleted that may still be in the graph. hnswlib reuses deleted
    * slots for new labels without saying which, so some of these may be gone.
@@ -287,7 +285,6 @@ export class FaceIndex {
       // addPoint on a live label updates its vector and repairs its links in place.
       this.graph.addPoint(Array.from(unit), faceId);
       this.vectors.set(faceId, unit);
-      this.templates.delete(visitorId);
     }
     this.assignVisitor(faceId, visitorId);
   }
@@ -620,19 +617,22 @@ export class FaceIndex {
     return candidates.slice(0, maxVisitors);
   }
 
-  /** Returns the normalised mean of a visitor's live faces. */
+  /**
+   * Returns the normalised mean of a visitor's live faces. It is made for each search, not
+   * kept: a few dozen candidates with a few faces each cost microseconds, while keeping the
+   * templates of 100,000 visitors would take 50 MB.
+   */
   private template(visitorId: string): Float32Array {
-    const cached = this.templates.get(visitorId);
-    if (cached) return cached;
+    const faceIds = [...(this.facesByVisitor.get(visitorId) ?? [])];
+    if (faceIds.length === 1) return this.vectors.get(faceIds[0]!)!;
     const template = new Float32Array(this.settings.dim);
-    for (const faceId of this.facesByVisitor.get(visitorId) ?? []) {
+    for (const faceId of faceIds) {
       const vector = this.vectors.get(faceId)!;
       for (let d = 0; d < template.length; d += 1) template[d]! += vector[d]!;
     }
     const norm = Math.sqrt(dot(template, template));
     // Faces of one person are never opposite; a zero mean would only come from such data.
     if (norm > 0) for (let d = 0; d < template.length; d += 1) template[d]! /= norm;
-    this.templates.set(visitorId, template);
     return template;
   }
 
@@ -640,7 +640,6 @@ export class FaceIndex {
     const previous = this.visitorByFace.get(faceId);
     if (previous === visitorId) return;
     if (previous !== undefined) this.unassignVisitor(faceId);
-    this.templates.delete(visitorId);
 
     this.visitorByFace.set(faceId, visitorId);
     let faces = this.facesByVisitor.get(visitorId);
@@ -655,7 +654,6 @@ export class FaceIndex {
     const visitorId = this.visitorByFace.get(faceId);
     if (visitorId === undefined) return;
     this.visitorByFace.delete(faceId);
-    this.templates.delete(visitorId);
     const faces = this.facesByVisitor.get(visitorId);
     faces?.delete(faceId);
     if (faces?.size === 0) this.facesByVisitor.delete(visitorId);
