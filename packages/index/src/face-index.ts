@@ -145,10 +145,11 @@ type Settings = Required<Omit<FaceIndexOptions, 'datasetId'>>;
 /** Each search pass requests this many times the faces of the previous pass (the first pass: k times). */
 const OVERSAMPLE_FACTOR = 4;
 /**
- * Fewest faces a fused search requests. The visitor with the nearest template usually has
- * one of the nearest faces, but not always the nearest one, so a few more are scored.
+ * Minimum number of faces a fused search requests. The visitor with the nearest template usually has
+ * one of the nearest faces, but not always the nearest one, so a few more are scored. On
+ * LFW, 8, 32 and every face gave the same identifications; 32 cost 0.15 ms per search.
  */
-const FUSED_MIN_FACES = 32;
+const FUSED_MIN_FACES = 8;
 
 export class FaceIndex {
   private readonly settings: Settings;
@@ -157,6 +158,8 @@ export class FaceIndex {
   private readonly vectors: LiveVectorStore;
   private readonly visitorByFace = new Map<number, string>();
   private readonly facesByVisitor = new Map<string, Set<number>>();
+  /** Sum of a visitor's faces while their template is scored. */
+  private readonly templateScratch: Float32Array;
   /**
    * Labels marked deleted that may still be in the graph. hnswlib reuses deleted
    * slots for new labels without saying which, so some of these may be gone.
@@ -182,6 +185,7 @@ export class FaceIndex {
     });
     this.graph.setEf(this.settings.ef);
     this.vectors = new LiveVectorStore(this.settings.dim, this.settings.initialCapacity);
+    this.templateScratch = new Float32Array(this.settings.dim);
   }
 
   /** Builds an index from a stream of stored faces, such as a database cursor. */
@@ -607,33 +611,35 @@ export class FaceIndex {
     neighbours: ScoredFace[],
     maxVisitors: number,
   ): FaceCandidate[] {
-    const candidates = this.bestFacePerVisitor(neighbours, Number.POSITIVE_INFINITY).map(
-      (candidate) => ({
-        ...candidate,
-        similarity: clampSimilarity(dot(query, this.template(candidate.visitorId))),
-      }),
-    );
+    const candidates = this.bestFacePerVisitor(neighbours, Number.POSITIVE_INFINITY);
+    for (const candidate of candidates) {
+      candidate.similarity = clampSimilarity(this.templateSimilarity(query, candidate.visitorId));
+    }
     candidates.sort((a, b) => b.similarity - a.similarity);
     return candidates.slice(0, maxVisitors);
   }
 
   /**
-   * Returns the normalised mean of a visitor's live faces. It is made for each search, not
-   * kept: a few dozen candidates with a few faces each cost microseconds, while keeping the
-   * templates of 100,000 visitors would take 50 MB.
+   * Returns the cosine similarity between `query` and the normalised mean of a visitor's
+   * live faces. The mean is made for each search, not kept, because a few candidates with a
+   * few faces each cost microseconds and the templates of 100,000 visitors would take 50 MB.
    */
-  private template(visitorId: string): Float32Array {
-    const faceIds = [...(this.facesByVisitor.get(visitorId) ?? [])];
-    if (faceIds.length === 1) return this.vectors.get(faceIds[0]!)!;
-    const template = new Float32Array(this.settings.dim);
-    for (const faceId of faceIds) {
-      const vector = this.vectors.get(faceId)!;
-      for (let d = 0; d < template.length; d += 1) template[d]! += vector[d]!;
+  private templateSimilarity(query: Float32Array, visitorId: string): number {
+    const rows = this.vectors.rows;
+    const dim = this.settings.dim;
+    const faceIds = this.facesByVisitor.get(visitorId) ?? new Set<number>();
+    if (faceIds.size === 1) {
+      const [faceId] = faceIds;
+      return dotAt(rows, this.vectors.offsetOf(faceId!), query);
     }
-    const norm = Math.sqrt(dot(template, template));
+    const sum = this.templateScratch.fill(0);
+    for (const faceId of faceIds) {
+      const offset = this.vectors.offsetOf(faceId);
+      for (let d = 0; d < dim; d += 1) sum[d]! += rows[offset + d]!;
+    }
+    const norm = Math.sqrt(dotAt(sum, 0, sum));
     // Faces of one person are never opposite; a zero mean would only come from such data.
-    if (norm > 0) for (let d = 0; d < template.length; d += 1) template[d]! /= norm;
-    return template;
+    return norm > 0 ? dotAt(sum, 0, query) / norm : 0;
   }
 
   private assignVisitor(faceId: number, visitorId: string): void {
@@ -726,8 +732,9 @@ function clampSimilarity(value: number): number {
   return Math.max(-1, Math.min(1, value));
 }
 
-function dot(a: Float32Array, b: Float32Array): number {
+/** Inner product of `vector` with the `vector.length` values of `rows` from `offset`. */
+function dotAt(rows: Float32Array, offset: number, vector: Float32Array): number {
   let sum = 0;
-  for (let i = 0; i < a.length; i += 1) sum += a[i]! * b[i]!;
+  for (let i = 0; i < vector.length; i += 1) sum += rows[offset + i]! * vector[i]!;
   return sum;
 }

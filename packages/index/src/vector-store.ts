@@ -37,6 +37,15 @@ export class LiveVectorStore {
     return this.rowByFaceId.has(faceId);
   }
 
+  /**
+   * Returns where a face's vector starts in `rows`, or -1 for an unknown face. Valid until the
+   * next change to the store: a removal moves the last row.
+   */
+  offsetOf(faceId: number): number {
+    const row = this.rowByFaceId.get(faceId);
+    return row === undefined ? -1 : row * this.dim;
+  }
+
   /** Returns a view of the stored vector (not a copy), or undefined for an unknown face. */
   get(faceId: number): Float32Array | undefined {
     const row = this.rowByFaceId.get(faceId);
