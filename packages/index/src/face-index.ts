@@ -613,6 +613,8 @@ export class FaceIndex {
   ): FaceCandidate[] {
     const candidates = this.bestFacePerVisitor(neighbours, Number.POSITIVE_INFINITY);
     for (const candidate of candidates) {
+      // The template of a visitor with one face is that face, whose similarity is known.
+      if (this.facesByVisitor.get(candidate.visitorId)!.size === 1) continue;
       candidate.similarity = clampSimilarity(this.templateSimilarity(query, candidate.visitorId));
     }
     candidates.sort((a, b) => b.similarity - a.similarity);
@@ -628,10 +630,6 @@ export class FaceIndex {
     const rows = this.vectors.rows;
     const dim = this.settings.dim;
     const faceIds = this.facesByVisitor.get(visitorId) ?? new Set<number>();
-    if (faceIds.size === 1) {
-      const [faceId] = faceIds;
-      return dotAt(rows, this.vectors.offsetOf(faceId!), query);
-    }
     const sum = this.templateScratch.fill(0);
     for (const faceId of faceIds) {
       const offset = this.vectors.offsetOf(faceId);
