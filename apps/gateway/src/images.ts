@@ -64,7 +64,7 @@ function bodyIsEmpty(request: Request): Promise<boolean> {
 
 /** Shortens a media type for an error message, because the header may be kilobytes long. */
 function shownType(type: string): string {
-  return type.length > 100 ? `${type.slice(0, 97)}...` : type;
+  return type.length > 80 ? `${type.slice(0, 77)}...` : type;
 }
 
 /** Reads the raw body up to `maxBytes`, rejecting with 413 as soon as it is exceeded. */
@@ -240,12 +240,12 @@ export async function readImages(
     }
     throw new FaceGateError(
       'UNSUPPORTED_MEDIA_TYPE',
-      'missing Content-Type; send multipart/form-data, image/*, or application/json',
+      'missing Content-Type; send multipart/form-data, image/*, application/octet-stream or application/json',
     );
   } else {
     throw new FaceGateError(
       'UNSUPPORTED_MEDIA_TYPE',
-      `unsupported Content-Type '${shownType(type)}'; send multipart/form-data, image/*, or application/json`,
+      `unsupported Content-Type '${shownType(type)}'; send multipart/form-data, image/*, application/octet-stream or application/json`,
     );
   }
 

@@ -6,7 +6,7 @@ import { z } from 'zod';
 const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?$/i;
 
 /**
- * A number parameter, which arrives as text in a query string or form field and as a
+ * Returns a number parameter, which arrives as text in a query string or form field and as a
  * number in JSON. Text is read only when it is a plain decimal number. zod's coercion
  * would also read '0x10' as 16, ' 3 ' as 3 and an empty value as 0: a face id mistyped
  * as '0x3' would then name face 3.
@@ -80,7 +80,11 @@ export const listVisitorsQuery = z
 export const visitorIdParams = z.object({ id: z.string().uuid() });
 export const faceIdParams = z.object({
   id: z.string().uuid(),
-  faceId: numberParameter(z.number().int().min(1)),
+  // Digits only: '1.0' or '1e0' would also name face 1.
+  faceId: z.preprocess(
+    (value) => (typeof value === 'string' && /^\d{1,15}$/.test(value) ? Number(value) : value),
+    z.number({ error: 'must be a face id, in digits only' }).int().min(1),
+  ),
 });
 
 /**
@@ -184,6 +188,11 @@ function describeIssue(issue: z.core.$ZodIssue, sent: unknown, where: string): s
     case 'invalid_type':
       if (issue.expected === 'object') return `must be a JSON object, got ${shown(sent)}`;
       if (issue.expected === 'int') return `must be an integer, got ${shown(sent)}`;
+      // Text reaches here only when numberParameter (or a schema's own reading) refused it.
+      if (issue.expected === 'number' && typeof sent === 'string') {
+        const own = !issue.message.startsWith('Invalid input');
+        return `${own ? issue.message : 'must be a plain decimal number'}, got ${shown(sent)}`;
+      }
       return `must be ${issue.expected === 'number' ? 'a number' : `of type ${issue.expected}`}, got ${shown(sent)}`;
     case 'too_big':
       if (issue.origin === 'string')

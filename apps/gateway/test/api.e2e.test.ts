@@ -377,13 +377,15 @@ describe(
           image: await photo('lfw/Aaron_Peirsol/Aaron_Peirsol_0002.jpg'),
         },
       );
-      // The face's id written in hexadecimal must not name it.
+      // The face's id written in hexadecimal or with a fraction must not name it.
       const hexId = await call(stack, 'DELETE', `${path}/0x${first.json.face.id.toString(16)}`);
+      const fractionId = await call(stack, 'DELETE', `${path}/${first.json.face.id}.0`);
       const list = await call(stack, 'GET', path);
 
       assert.equal(first.status, 201, JSON.stringify(first.json));
       assert.equal(hexId.status, 400);
       assert.equal(hexId.json.error.code, 'INVALID_REQUEST');
+      assert.equal(fractionId.status, 400);
       assert.equal(first.json.face.modelId, 'mobilefacenet_foamliu_128d');
       assert.match(first.json.face.imageSha256, /^[0-9a-f]{64}$/);
       assert.equal(again.status, 200);

@@ -6,7 +6,13 @@ import { test } from 'node:test';
 import { FaceGateError } from '@facegate/errors';
 
 import { newBatchBody } from '../src/batches.js';
-import { newVisitorBody, parse, recognizeQuery, verifyQuery } from '../src/schemas.js';
+import {
+  faceIdParams,
+  newVisitorBody,
+  parse,
+  recognizeQuery,
+  verifyQuery,
+} from '../src/schemas.js';
 
 function messageOf(run: () => unknown): string {
   try {
@@ -39,14 +45,14 @@ test('array body or field is not called repeated', () => {
 test('non-numeric number parameter', () => {
   const message = messageOf(() => parse(recognizeQuery, { min_score: 'abc' }, 'query'));
 
-  assert.equal(message, "query 'min_score': must be a number, got 'abc'");
+  assert.equal(message, "query 'min_score': must be a plain decimal number, got 'abc'");
 });
 
 test('numbers are read from decimal text only', () => {
   for (const text of ['0x3', ' 3 ', '', '3px', 'Infinity', '1e400']) {
     assert.equal(
       messageOf(() => parse(recognizeQuery, { top_k: text }, 'query')),
-      `query 'top_k': must be a number, got '${text}'`,
+      `query 'top_k': must be a plain decimal number, got '${text}'`,
       text,
     );
   }
@@ -60,6 +66,17 @@ test('numbers are read from decimal text only', () => {
     min_score: 0.5,
   });
   assert.equal(parse(recognizeQuery, { top_k: 4 }, 'query').top_k, 4);
+});
+
+test('face ids are digits only', () => {
+  const id = '3f0e3f4e-8a53-4f7e-9a57-9c6c0a8b1e11';
+  for (const faceId of ['1.0', '1e0', '0x1', ' 1']) {
+    assert.equal(
+      messageOf(() => parse(faceIdParams, { id, faceId }, 'path')),
+      `path 'faceId': must be a face id, in digits only, got '${faceId}'`,
+    );
+  }
+  assert.equal(parse(faceIdParams, { id, faceId: '12' }, 'path').faceId, 12);
 });
 
 test('out-of-range numbers', () => {
@@ -101,7 +118,7 @@ test('several problems listed together', () => {
   const message = messageOf(() => parse(recognizeQuery, { min_score: 'abc', foo: '1' }, 'query'));
 
   assert.match(message, /unknown query parameter\(s\): foo/);
-  assert.match(message, /query 'min_score': must be a number, got 'abc'/);
+  assert.match(message, /query 'min_score': must be a plain decimal number, got 'abc'/);
 });
 
 test('missing or unknown choice in a batch source', () => {

@@ -567,7 +567,7 @@ function decodeItemCursor(cursor: string): string {
   if (key === '' || encodeItemCursor(key) !== cursor) {
     throw new FaceGateError(
       'INVALID_REQUEST',
-      `invalid batch item cursor ${JSON.stringify(cursor)}`,
+      `invalid batch item cursor ${JSON.stringify(cursor)}; pass the nextCursor of the previous page as it came`,
     );
   }
   return key;

@@ -43,7 +43,10 @@ export function decodeTimeCursor(cursor: string, list: string): TimeCursor {
   const text = typeof cursor === 'string' ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
   const [createdAtMicros, id, ...rest] = text.split('/');
   if (rest.length > 0 || !createdAtMicros || !/^-?\d{1,18}$/.test(createdAtMicros) || !isUuid(id)) {
-    throw new FaceGateError('INVALID_REQUEST', `invalid ${list} cursor ${JSON.stringify(cursor)}`);
+    throw new FaceGateError(
+      'INVALID_REQUEST',
+      `invalid ${list} cursor ${JSON.stringify(cursor)}; pass the nextCursor of the previous page as it came`,
+    );
   }
   return { createdAtMicros, id };
 }
