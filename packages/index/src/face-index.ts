@@ -145,9 +145,9 @@ type Settings = Required<Omit<FaceIndexOptions, 'datasetId'>>;
 /** Each search pass requests this many times the faces of the previous pass (the first pass: k times). */
 const OVERSAMPLE_FACTOR = 4;
 /**
- * Minimum number of faces a fused search requests. The visitor with the nearest template usually has
- * one of the nearest faces, but not always the nearest one, so a few more are scored. On
- * LFW, 8, 32 and every face gave the same identifications; 32 cost 0.15 ms per search.
+ * Minimum number of faces a fused search requests. The visitor with the nearest template
+ * usually has one of the nearest faces, but not always the nearest one, so a few more are
+ * scored. On LFW, 8, 32 and every face gave the same identifications.
  */
 const FUSED_MIN_FACES = 8;
 
