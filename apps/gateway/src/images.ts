@@ -45,8 +45,11 @@ function hasNoBody(request: Request): boolean {
  */
 function bodyIsEmpty(request: Request): Promise<boolean> {
   return new Promise((resolve, reject) => {
-    const settle = (empty: boolean): void => {
+    const detach = (): void => {
       request.off('data', onData).off('end', onEnd).off('error', onError);
+    };
+    const settle = (empty: boolean): void => {
+      detach();
       if (!empty) request.resume();
       resolve(empty);
     };
@@ -55,7 +58,7 @@ function bodyIsEmpty(request: Request): Promise<boolean> {
     };
     const onEnd = (): void => settle(true);
     const onError = (error: Error): void => {
-      request.off('data', onData).off('end', onEnd).off('error', onError);
+      detach();
       reject(error);
     };
     request.on('data', onData).on('end', onEnd).on('error', onError);

@@ -7,13 +7,12 @@ const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?$/i;
 
 /**
  * Returns a number parameter, which arrives as text in a query string or form field and as a
- * number in JSON. Text is read only when it is a plain decimal number. zod's coercion
- * would also read '0x10' as 16, ' 3 ' as 3 and an empty value as 0: a face id mistyped
- * as '0x3' would then name face 3.
+ * number in JSON. Text is read only when it matches `text`, a plain decimal number by
+ * default. zod's coercion would also read '0x10' as 16, ' 3 ' as 3 and an empty value as 0.
  */
-export function numberParameter<T extends z.ZodType>(schema: T) {
+export function numberParameter<T extends z.ZodType>(schema: T, text: RegExp = DECIMAL) {
   return z.preprocess(
-    (value) => (typeof value === 'string' && DECIMAL.test(value) ? Number(value) : value),
+    (value) => (typeof value === 'string' && text.test(value) ? Number(value) : value),
     schema,
   );
 }
@@ -81,9 +80,9 @@ export const visitorIdParams = z.object({ id: z.string().uuid() });
 export const faceIdParams = z.object({
   id: z.string().uuid(),
   // Digits only: '1.0' or '1e0' would also name face 1.
-  faceId: z.preprocess(
-    (value) => (typeof value === 'string' && /^\d{1,15}$/.test(value) ? Number(value) : value),
+  faceId: numberParameter(
     z.number({ error: 'must be a face id, in digits only' }).int().min(1),
+    /^\d{1,15}$/,
   ),
 });
 

@@ -230,8 +230,7 @@ describe(
           const request = http.request(`${stack.url}${path}`, {
             method,
             agent,
-            headers:
-              chunks.length > 0 || method === 'POST' ? { 'transfer-encoding': 'chunked' } : {},
+            headers: method === 'POST' ? { 'transfer-encoding': 'chunked' } : {},
           });
           request.on('error', reject);
           request.on('response', (response) => {

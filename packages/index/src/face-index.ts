@@ -629,7 +629,7 @@ export class FaceIndex {
   private templateSimilarity(query: Float32Array, visitorId: string): number {
     const rows = this.vectors.rows;
     const dim = this.settings.dim;
-    const faceIds = this.facesByVisitor.get(visitorId) ?? new Set<number>();
+    const faceIds = this.facesByVisitor.get(visitorId)!;
     const sum = this.templateScratch.fill(0);
     for (const faceId of faceIds) {
       const offset = this.vectors.offsetOf(faceId);
