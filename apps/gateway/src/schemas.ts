@@ -1,16 +1,14 @@
+import { PLAIN_DECIMAL } from '@facegate/config';
 import { FaceGateError } from '@facegate/errors';
 import type { NextFunction, Request, Response } from 'express';
 import { z } from 'zod';
-
-/** A number written out in decimal, as a query string or form field may carry it. */
-const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?$/i;
 
 /**
  * Returns a number parameter, which arrives as text in a query string or form field and as a
  * number in JSON. Text is read only when it matches `text`, a plain decimal number by
  * default. zod's coercion would also read '0x10' as 16, ' 3 ' as 3 and an empty value as 0.
  */
-export function numberParameter<T extends z.ZodType>(schema: T, text: RegExp = DECIMAL) {
+export function numberParameter<T extends z.ZodType>(schema: T, text: RegExp = PLAIN_DECIMAL) {
   return z.preprocess(
     (value) => (typeof value === 'string' && text.test(value) ? Number(value) : value),
     schema,

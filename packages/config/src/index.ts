@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { findRepoRoot } from './variables.js';
 import { type Config, type Variables, variables } from './variables.js';
 
-export { findRepoRoot, variables } from './variables.js';
+export { PLAIN_DECIMAL, findRepoRoot, variables } from './variables.js';
 export type { Config, VariableSpec } from './variables.js';
 
 /** Raised when one or more variables are invalid; `problems` lists every one of them. */

@@ -48,20 +48,30 @@ function secret<T>(spec: VariableSpec<T>): VariableSpec<T> {
   return { ...spec, secret: true };
 }
 
-const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
-const number = (min: number, max: number) => z.coerce.number().min(min).max(max);
+/**
+ * A number written in plain decimal, such as 8000, -0.5 or 4e2. Configuration and request
+ * parameters accept only these: zod's coercion would also take '0x1f40' as 8000, '0b11' as 3
+ * and ' ' as 0, and would refuse 'abc' with "received NaN".
+ */
+export const PLAIN_DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?$/i;
+/** A plain decimal number, with surrounding spaces allowed. */
+const decimal = () =>
+  z
+    .string()
+    .trim()
+    .regex(PLAIN_DECIMAL, 'must be a plain decimal number')
+    .transform((value) => Number(value));
+const bounded = (min: number, max: number, whole: boolean) => {
+  const schema = z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`);
+  return whole ? schema.int('must be a whole number') : schema;
+};
+const integer = (min: number, max: number) => decimal().pipe(bounded(min, max, true));
+const number = (min: number, max: number) => decimal().pipe(bounded(min, max, false));
+/** Unset and empty mean undefined; anything else must be a number in range. */
 const optionalNumber = (min: number, max: number) =>
-  z
-    .string()
-    .optional()
-    .transform((value) => (value === undefined || value === '' ? undefined : Number(value)))
-    .pipe(z.number().min(min).max(max).optional());
+  z.preprocess((value) => (value === '' ? undefined : value), number(min, max).optional());
 const optionalInteger = (min: number, max: number) =>
-  z
-    .string()
-    .optional()
-    .transform((value) => (value === undefined || value === '' ? undefined : Number(value)))
-    .pipe(z.number().int().min(min).max(max).optional());
+  z.preprocess((value) => (value === '' ? undefined : value), integer(min, max).optional());
 const path = () =>
   z
     .string()
