@@ -94,11 +94,9 @@ async function main(): Promise<void> {
   await waitForRedis(queueConnection);
   const queues = createQueues(queueConnection, keys);
   const context = { config, pool, redis, keys, queues, db };
-  const load = new ServiceLoadSampler(queues, logger);
-  if (models.idleThreads !== null) {
-    load.start();
-    pool.serviceIdle = () => load.idle;
-  }
+  const load = new ServiceLoadSampler(redis, queues, logger);
+  const idleSessions = models.idleThreads !== null;
+  if (idleSessions) pool.serviceIdle = () => load.take();
   let processed = 0;
 
   async function publish(job: Job<InferenceJob>, reply: Reply): Promise<void> {
@@ -111,6 +109,8 @@ async function main(): Promise<void> {
     const queueWaitMs = Math.max(0, Date.now() - job.timestamp);
     stages.observeTimings({ queueWaitMs });
     const finalAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+    // Before the handler fetches the image on the same connection (see ServiceLoadSampler).
+    if (idleSessions && pool.inFlight === 0) void load.refresh();
     try {
       const outcome = await handleInferenceJob(context, data, queueWaitMs);
       if (outcome !== 'forwarded')

@@ -33,8 +33,8 @@ export class VisionPool {
   onTimings: ((timings: Record<string, number | undefined>) => void) | undefined;
 
   /**
-   * Returns true while no other job of the service is active or waiting, as last sampled.
-   * A task that starts then, with no other task in this pool, runs on the threads'
+   * Returns true when no other job of the service was active or waiting at the last read of
+   * the queues. A task that starts then, with no other task in this pool, runs on the threads'
    * ONNX_IDLE_THREADS sessions. Unset, every task uses the ONNX_THREADS sessions.
    */
   serviceIdle: (() => boolean) | undefined;
@@ -74,6 +74,11 @@ export class VisionPool {
     } finally {
       this.#inFlight -= 1;
     }
+  }
+
+  /** Tasks handed to the threads and not finished yet (0 when the pool is idle). */
+  get inFlight(): number {
+    return this.#inFlight;
   }
 
   /** Decides, as a task starts, whether it may use the idle sessions. */

@@ -15,19 +15,11 @@ const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const faces = facesDir();
 const silent = createLogger('inference-worker-test', 'silent');
 
-async function waitUntil(condition: () => boolean, description: string): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${description}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-test('service load sampler follows the queues', async (t) => {
+test('service load sampler reads the queues when asked', async (t) => {
   const redis = createRedis(REDIS_URL, { blocking: true });
   const prefix = `facegate-test-${randomBytes(4).toString('hex')}`;
   const queues = createQueues(redis, keyNames(prefix));
-  const sampler = new ServiceLoadSampler(queues, silent);
+  const sampler = new ServiceLoadSampler(redis, queues, silent);
   t.after(async () => {
     sampler.stop();
     await queues.close();
@@ -36,9 +28,15 @@ test('service load sampler follows the queues', async (t) => {
     if (keys.length > 0) await redis.del(...keys);
     redis.disconnect();
   });
-  sampler.start();
+  const readIdle = async (): Promise<boolean> => {
+    await sampler.refresh();
+    return sampler.idle;
+  };
 
-  await waitUntil(() => sampler.idle, 'empty queues read as idle');
+  assert.equal(sampler.idle, false, 'not idle before the first read');
+  assert.equal(await readIdle(), true, 'empty queues read as idle');
+  assert.equal(sampler.take(), true);
+  assert.equal(sampler.idle, false, 'one read lets one task use the idle sessions');
 
   const request = {
     kind: 'detect',
@@ -49,17 +47,26 @@ test('service load sampler follows the queues', async (t) => {
     params: {},
   };
   await queues.inference.add('detect', request as never);
+  assert.equal(await readIdle(), true, 'the job about to start alone reads as idle');
   await queues.inference.add('detect', request as never);
-  await waitUntil(() => !sampler.idle, 'waiting inference jobs read as busy');
+  assert.equal(await readIdle(), false, 'two waiting inference jobs read as busy');
 
   await queues.inference.obliterate({ force: true });
-  await waitUntil(() => sampler.idle, 'idle again once the jobs are gone');
+  assert.equal(await readIdle(), true, 'idle again once the jobs are gone');
+
+  await queues.inference.add('detect', request as never, { priority: 5 });
+  await queues.inference.add('detect', request as never, { priority: 5 });
+  assert.equal(await readIdle(), false, 'prioritized inference jobs read as busy');
+  await queues.inference.obliterate({ force: true });
 
   await queues.batch.add('item', { kind: 'item', batchId: 'b', itemKey: 'k' });
-  await waitUntil(() => !sampler.idle, 'a waiting batch job reads as busy');
+  assert.equal(await readIdle(), false, 'a waiting batch job reads as busy');
+  await queues.batch.obliterate({ force: true });
+  assert.equal(await readIdle(), true);
 
   sampler.stop();
-  assert.equal(sampler.idle, false);
+  await sampler.refresh();
+  assert.equal(sampler.idle, false, 'never idle after stop()');
 });
 
 test('lone task runs on the idle sessions', { skip: faces ? false : FACES_MISSING }, async () => {
