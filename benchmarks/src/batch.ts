@@ -17,7 +17,7 @@ import { performance } from 'node:perf_hooks';
 
 import { loadConfig } from '@facegate/config';
 import { Stack, call } from '@facegate/testing';
-import { FacePipeline, useAtomicGarbageCollection } from '@facegate/vision';
+import { ATOMIC_GC_FLAG, FacePipeline, atomicGarbageCollection } from '@facegate/vision';
 
 import { FACES_MISSING, facesDir } from './faces-dir.js';
 import { cpuMsPerUnit, cpuSnapshot } from './process-cpu.js';
@@ -121,8 +121,10 @@ function mib(kib: number): string {
 }
 
 async function main(): Promise<void> {
-  // The in-process reference runs with the garbage collection settings of the inference workers.
-  useAtomicGarbageCollection();
+  // The in-process reference needs the garbage collection settings of the inference workers.
+  if (!atomicGarbageCollection()) {
+    console.warn(`started without ${ATOMIC_GC_FLAG}: run it through its npm script`);
+  }
   const faces = facesDir();
   if (!faces) {
     process.stderr.write(`${FACES_MISSING}\n`);

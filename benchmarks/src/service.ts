@@ -19,7 +19,7 @@ import { performance } from 'node:perf_hooks';
 import { findRepoRoot, loadConfig } from '@facegate/config';
 import { createDatabase, encodeEmbedding, migrate } from '@facegate/db';
 import { Stack } from '@facegate/testing';
-import { FacePipeline, useAtomicGarbageCollection } from '@facegate/vision';
+import { ATOMIC_GC_FLAG, FacePipeline, atomicGarbageCollection } from '@facegate/vision';
 
 import { cpuMsPerUnit, cpuSnapshot, exitedChildrenCpuSeconds } from './process-cpu.js';
 
@@ -150,8 +150,10 @@ function row(
 }
 
 async function main(): Promise<void> {
-  // The in-process reference runs with the garbage collection settings of the inference workers.
-  useAtomicGarbageCollection();
+  // The in-process reference needs the garbage collection settings of the inference workers.
+  if (!atomicGarbageCollection()) {
+    console.warn(`started without ${ATOMIC_GC_FLAG}: run it through its npm script`);
+  }
   const gallery = option('gallery', 100_000);
   const requests1 = option('requests1', 500);
   const requests16 = option('requests16', 2000);

@@ -14,7 +14,8 @@ import {
   FacePipeline,
   largestFace,
   prepareDetectorInput,
-  useAtomicGarbageCollection,
+  ATOMIC_GC_FLAG,
+  atomicGarbageCollection,
 } from '@facegate/vision';
 import sharp from 'sharp';
 
@@ -60,8 +61,10 @@ async function loadImages(): Promise<[string, Buffer][]> {
 }
 
 async function main(): Promise<void> {
-  // The in-process reference runs with the garbage collection settings of the inference workers.
-  useAtomicGarbageCollection();
+  // The in-process reference needs the garbage collection settings of the inference workers.
+  if (!atomicGarbageCollection()) {
+    console.warn(`started without ${ATOMIC_GC_FLAG}: run it through its npm script`);
+  }
   const iterationsArg = process.argv.indexOf('--iterations');
   const iterations = iterationsArg > 0 ? Number(process.argv[iterationsArg + 1]) : 300;
   const config = loadConfig();

@@ -28,7 +28,7 @@ import {
   createRegistry,
   serveMetrics,
 } from '@facegate/metrics';
-import { useAtomicGarbageCollection } from '@facegate/vision';
+import { atomicGarbageCollection } from '@facegate/vision';
 import { type Job, UnrecoverableError, Worker } from 'bullmq';
 
 import { FileReader } from './batch/file-reader.js';
@@ -40,8 +40,6 @@ import { ServiceLoadSampler } from './service-load.js';
 const SHUTDOWN_TIMEOUT_MS = 15_000;
 
 async function main(): Promise<void> {
-  // Before the vision threads exist, so that their heaps use it too.
-  useAtomicGarbageCollection();
   const config = loadConfigOrExit('inference-worker');
   const logger = createLogger('inference-worker', config.logLevel);
   const signals = handleStopSignals(logger);
@@ -64,6 +62,7 @@ async function main(): Promise<void> {
       onnxThreads: config.onnxThreads,
       idleThreads: models.idleThreads,
       fastJpeg: models.fastJpeg,
+      atomicGc: atomicGarbageCollection(),
     },
     'models loaded',
   );
