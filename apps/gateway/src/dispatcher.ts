@@ -19,6 +19,12 @@ import type { Redis } from 'ioredis';
  * overshoot QUEUE_MAX_WAITING by the requests of one interval.
  */
 const BACKLOG_READ_INTERVAL_MS = 50;
+/**
+ * A request waits for a new backlog read only when the last one is older than this. A
+ * younger one decides, and a new read starts beside the request, so that a steady stream of
+ * requests does not wait a Redis round trip every BACKLOG_READ_INTERVAL_MS.
+ */
+const BACKLOG_MAX_AGE_MS = 1000;
 
 interface Pending {
   resolve(result: unknown): void;
@@ -94,14 +100,29 @@ export class Dispatcher {
 
   /** Waiting-job count and when it was read; re-read at most every BACKLOG_READ_INTERVAL_MS. */
   #backlog = { waiting: 0, readAt: 0 };
+  #backlogRead: Promise<void> | undefined;
+
+  /** Reads the waiting-job count, unless a read is under way. */
+  #readBacklog(): Promise<void> {
+    this.#backlogRead ??= this.#options.queues.inference
+      .getWaitingCount()
+      .then((waiting) => {
+        this.#backlog = { waiting, readAt: Date.now() };
+      })
+      .finally(() => {
+        this.#backlogRead = undefined;
+      });
+    return this.#backlogRead;
+  }
 
   /** Rejects with QUEUE_FULL when the waiting backlog is over the limit. */
   async #checkBacklog(): Promise<void> {
-    if (Date.now() - this.#backlog.readAt > BACKLOG_READ_INTERVAL_MS) {
-      this.#backlog = {
-        waiting: await this.#options.queues.inference.getWaitingCount(),
-        readAt: Date.now(),
-      };
+    const age = Date.now() - this.#backlog.readAt;
+    if (age > BACKLOG_MAX_AGE_MS) {
+      await this.#readBacklog();
+    } else if (age > BACKLOG_READ_INTERVAL_MS) {
+      // A failure here shows in the request itself, which needs Redis as well.
+      this.#readBacklog().catch(() => undefined);
     }
     const { waiting } = this.#backlog;
     if (waiting >= this.#options.queueMaxWaiting) {
