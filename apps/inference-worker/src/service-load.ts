@@ -8,7 +8,8 @@ import type { Redis } from 'ioredis';
 /**
  * Returns the total length of each queue, from its keys given in threes (waiting list,
  * active list, prioritized sorted set). BullMQ's getJobCounts runs a larger script per
- * queue: reading both queues that way took 148 µs of the worker's CPU, this script 56 µs.
+ * queue: in a loop, reading both queues that way took 148 µs of the worker's CPU and this
+ * script 56 µs.
  */
 const QUEUE_LENGTHS_SCRIPT = `
 local lengths = {}

@@ -19,13 +19,13 @@ test('numbers are coerced from strings', () => {
   assert.equal(config.verifyThreshold, 0.4);
 });
 
-test('numbers are read from plain decimal text only', () => {
+test('numbers take plain decimals only', () => {
   const config = loadConfig({ PORT: ' 8080 ', IDENTIFY_THRESHOLD: '', HNSW_EF: '4e2' });
   assert.equal(config.port, 8080);
   assert.equal(config.identifyThreshold, undefined);
   assert.equal(config.hnswEf, 400);
 
-  const refused: [string, string, RegExp][] = [
+  const rejected: [string, string, RegExp][] = [
     ['PORT', '0x1F40', /PORT="0x1F40": must be a plain decimal number/],
     ['PORT', '0b11', /must be a plain decimal number/],
     ['PORT', '80.5', /PORT="80.5": must be a whole number/],
@@ -36,7 +36,7 @@ test('numbers are read from plain decimal text only', () => {
     ['DETECTION_MIN_SCORE', 'Infinity', /must be a plain decimal number/],
     ['MAX_CANDIDATES', '1_000', /must be a plain decimal number/],
   ];
-  for (const [name, value, message] of refused) {
+  for (const [name, value, message] of rejected) {
     assert.throws(
       () => loadConfig({ [name]: value }),
       (error: unknown) => {
