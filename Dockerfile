@@ -54,13 +54,14 @@ RUN pnpm install --frozen-lockfile --offline \
 # The production tree goes to a clean folder with the repository layout, because
 # @facegate/config finds the root by its pnpm-workspace.yaml and the vision
 # package reads models/manifest.json from there. It holds every workspace
-# manifest, each project's compiled dist/src (no tests), the model manifest and
-# fetch script, and production dependencies only, installed from the store that
-# pnpm fetch filled.
+# manifest, each project's compiled dist/src (no tests), the model manifest, fetch
+# script and calibration files (the int8 embedder is quantized when it loads), and
+# production dependencies only, installed from the store that pnpm fetch filled.
 RUN set -eu; \
   mkdir -p /out/models /out/infra/docker; \
   cp package.json pnpm-lock.yaml pnpm-workspace.yaml .npmrc /out/; \
   cp models/manifest.json models/fetch.mjs /out/models/; \
+  cp -R models/calibration /out/models/; \
   cp infra/docker/entrypoint.sh infra/docker/healthcheck.mjs /out/infra/docker/; \
   chmod 0755 /out/infra/docker/entrypoint.sh; \
   for project in apps/* packages/* benchmarks; do \

@@ -7,7 +7,7 @@
 //
 // Usage: node models/fetch.mjs [--all | --only NAME[,NAME]] [--quiet]
 // Without --all or --only it fetches the detector and embedder selected by
-// FACE_DETECTOR and FACE_EMBEDDER (defaults: yunet_2026may and mobilefacenet).
+// FACE_DETECTOR and FACE_EMBEDDER (defaults: yunet_2026may and mobilefacenet_int8).
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
@@ -24,6 +24,7 @@ export const EMBEDDER_MODELS = {
   mobilefacenet: 'mobilefacenet_foamliu_128d',
   sface: 'sface_2021dec',
   sface_int8: 'sface_2021dec_int8',
+  mobilefacenet_int8: 'mobilefacenet_foamliu_128d_int8',
 };
 /** Detector names accepted by FACE_DETECTOR, mapped to manifest entries. */
 export const DETECTOR_MODELS = {
@@ -140,7 +141,7 @@ export async function fetchModel(entry, { modelsDir, mirror, downloadTimeoutMs =
 }
 
 function selectedModelNames(env) {
-  const embedder = env.FACE_EMBEDDER || 'mobilefacenet';
+  const embedder = env.FACE_EMBEDDER || 'mobilefacenet_int8';
   const detector = env.FACE_DETECTOR || 'yunet_2026may';
   const names = [];
   if (!(embedder in EMBEDDER_MODELS)) {
@@ -201,7 +202,7 @@ async function main() {
 
   if (failures.length > 0) {
     for (const failure of failures) console.error(`models: ${failure}`);
-    const embedder = process.env.FACE_EMBEDDER || 'mobilefacenet';
+    const embedder = process.env.FACE_EMBEDDER || 'mobilefacenet_int8';
     if (embedder.startsWith('sface') && !options.all && !options.only) {
       console.error(
         'models: the SFace weights cannot be downloaded without internet access. Put the file in ' +

@@ -19,7 +19,12 @@ import { performance } from 'node:perf_hooks';
 import { findRepoRoot, loadConfig } from '@facegate/config';
 import { createDatabase, encodeEmbedding, migrate } from '@facegate/db';
 import { Stack } from '@facegate/testing';
-import { ATOMIC_GC_FLAG, FacePipeline, atomicGarbageCollection } from '@facegate/vision';
+import {
+  ATOMIC_GC_FLAG,
+  EMBEDDER_MODELS,
+  FacePipeline,
+  atomicGarbageCollection,
+} from '@facegate/vision';
 
 import { cpuMsPerUnit, cpuSnapshot, exitedChildrenCpuSeconds } from './process-cpu.js';
 
@@ -127,8 +132,17 @@ function loadgen(url: string, concurrency: number, requests: number, warmup: num
   return JSON.parse(result.stdout.trim().split('\n').pop()!) as LoadResult;
 }
 
+/** The models the stack runs: FACE_DETECTOR and FACE_EMBEDDER, else the defaults. */
+function modelConfig(): ReturnType<typeof loadConfig> {
+  const { FACE_DETECTOR, FACE_EMBEDDER } = process.env;
+  return loadConfig({
+    ...(FACE_DETECTOR ? { FACE_DETECTOR } : {}),
+    ...(FACE_EMBEDDER ? { FACE_EMBEDDER } : {}),
+  });
+}
+
 async function inProcessCostMs(): Promise<number> {
-  const pipeline = await FacePipeline.create(loadConfig({}));
+  const pipeline = await FacePipeline.create(modelConfig());
   const bytes = readFileSync(image);
   for (let i = 0; i < 30; i += 1) await pipeline.analyze(bytes);
   const runs = 300;
@@ -171,7 +185,11 @@ async function main(): Promise<void> {
   stack.env = {
     DATABASE_URL: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
   };
-  const fillSeconds = await fillGallery(stack, gallery, 'mobilefacenet_foamliu_128d');
+  const fillSeconds = await fillGallery(
+    stack,
+    gallery,
+    EMBEDDER_MODELS[modelConfig().faceEmbedder],
+  );
   console.log(`gallery: ${gallery} random unit vectors inserted in ${fillSeconds.toFixed(1)} s`);
   try {
     const started = performance.now();

@@ -574,6 +574,16 @@ test('dockerfile ships production dependencies only', () => {
   }
 });
 
+test('dockerfile ships the model calibration', () => {
+  // The default embedder is quantized when it loads, from the ranges in models/calibration.
+  const runs = stages.flatMap((stage) => stage.instructions).filter((i) => i.keyword === 'RUN');
+
+  assert.ok(
+    runs.some(({ args }) => /\bcp -R models\/calibration \/out\/models\//.test(args)),
+    'no RUN copies models/calibration into the production tree',
+  );
+});
+
 test('dockerfile never copies weights or photos', () => {
   const all = stages.flatMap((stage) => stage.instructions);
 
@@ -675,6 +685,7 @@ test('dockerignore leaves out generated files', () => {
     '.npmrc',
     'models/manifest.json',
     'models/fetch.mjs',
+    'models/calibration/mobilefacenet_foamliu_128d.json',
     'infra/docker/entrypoint.sh',
     'infra/docker/healthcheck.mjs',
     'apps/gateway/src/main.ts',

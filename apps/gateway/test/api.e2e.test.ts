@@ -385,7 +385,7 @@ describe(
       assert.equal(hexId.status, 400);
       assert.equal(hexId.json.error.code, 'INVALID_REQUEST');
       assert.equal(fractionId.status, 400);
-      assert.equal(first.json.face.modelId, 'mobilefacenet_foamliu_128d');
+      assert.equal(first.json.face.modelId, 'mobilefacenet_foamliu_128d_int8');
       assert.match(first.json.face.imageSha256, /^[0-9a-f]{64}$/);
       assert.equal(again.status, 200);
       assert.equal(again.json.created, false);
@@ -533,10 +533,10 @@ describe(
       ]) {
         assert.ok(field in index.json, `missing ${field}`);
       }
-      assert.equal(index.json.modelId, 'mobilefacenet_foamliu_128d');
+      assert.equal(index.json.modelId, 'mobilefacenet_foamliu_128d_int8');
       assert.ok(['avx2', 'portable'].includes(index.json.hnswlibBuild), index.json.hnswlibBuild);
       assert.equal(index.json.scoring, 'fused');
-      assert.equal(index.json.identifyThreshold, 0.42);
+      assert.equal(index.json.identifyThreshold, 0.43);
     });
 
     test('every process serves metrics that move with requests', async () => {
@@ -576,7 +576,7 @@ describe(
       }
       assert.match(
         worker,
-        /facegate_model_info\{[^}]*model_id="mobilefacenet_foamliu_128d"[^}]*\} 1/,
+        /facegate_model_info\{[^}]*model_id="mobilefacenet_foamliu_128d_int8"[^}]*\} 1/,
       );
       assert.match(worker, /facegate_jobs_total\{[^}]*outcome="completed"[^}]*\} \d+/);
       assert.ok(

@@ -192,7 +192,7 @@ describe(
       assert.equal(report.failed, 1);
       assert.equal(report.noFace, 1);
       assert.ok(report.facesStored > photos.length / 2, JSON.stringify(report));
-      assert.equal(report.modelId, 'mobilefacenet_foamliu_128d');
+      assert.equal(report.modelId, 'mobilefacenet_foamliu_128d_int8');
       assert.deepEqual(
         report.failures.map((failure: any) => [failure.item, failure.code]),
         [['Corrupt_Image/corrupt.jpg', 'IMAGE_CORRUPT']],

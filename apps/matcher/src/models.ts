@@ -13,6 +13,7 @@ const EMBEDDER_MODELS: Readonly<Record<Config['faceEmbedder'], EmbedderModel>> =
   mobilefacenet: { modelId: 'mobilefacenet_foamliu_128d', dim: 128 },
   sface: { modelId: 'sface_2021dec', dim: 128 },
   sface_int8: { modelId: 'sface_2021dec_int8', dim: 128 },
+  mobilefacenet_int8: { modelId: 'mobilefacenet_foamliu_128d_int8', dim: 128 },
 };
 
 export function embedderModel(faceEmbedder: Config['faceEmbedder']): EmbedderModel {

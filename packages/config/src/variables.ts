@@ -107,9 +107,10 @@ export const variables = {
   ),
   faceEmbedder: variable(
     'FACE_EMBEDDER',
-    'Embedder model: mobilefacenet, sface or sface_int8 (the SFace files must be in MODELS_DIR or MODELS_MIRROR).',
-    'mobilefacenet',
-    z.enum(['mobilefacenet', 'sface', 'sface_int8']),
+    'Embedder model: mobilefacenet_int8 (MobileFaceNet quantized to int8 when loaded), mobilefacenet ' +
+      '(the same file in float), sface or sface_int8 (the SFace files must be in MODELS_DIR or MODELS_MIRROR).',
+    'mobilefacenet_int8',
+    z.enum(['mobilefacenet', 'mobilefacenet_int8', 'sface', 'sface_int8']),
   ),
   detectorInputSize: variable(
     'DETECTOR_INPUT_SIZE',

@@ -6,7 +6,7 @@ import { ConfigError, loadConfig } from '../src/index.js';
 test('defaults parse without any variable set', () => {
   const config = loadConfig({});
 
-  assert.equal(config.faceEmbedder, 'mobilefacenet');
+  assert.equal(config.faceEmbedder, 'mobilefacenet_int8');
   assert.equal(config.faceDetector, 'yunet_2026may');
   assert.equal(config.maxImageBytes, 10 * 1024 * 1024);
   assert.equal(config.verifyThreshold, undefined);

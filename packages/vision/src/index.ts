@@ -6,6 +6,7 @@ export { fastJpegStatus, type FastJpegStatus } from './fast-jpeg.js';
 export * from './gc.js';
 export * from './manifest.js';
 export * from './pipeline.js';
+export * from './quantize.js';
 export * from './session.js';
 export * from './similarity.js';
 export type * from './types.js';

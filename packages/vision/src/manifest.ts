@@ -4,6 +4,9 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { findRepoRoot } from '@facegate/config';
+import { FaceGateError } from '@facegate/errors';
+
+import type { TensorRange } from './quantize.js';
 
 /** A tensor dimension: a number is fixed, a string names a dynamic axis. */
 export type Dimension = number | string;
@@ -41,6 +44,18 @@ export interface ModelEntry {
   embeddingDim?: number;
   /** 'dynamic' when the first input axis takes any batch size. */
   batch?: number | 'dynamic';
+  /**
+   * Set on a model derived from `file` by int8 quantization when it is loaded; `calibration`
+   * is the activation-range file, relative to models/.
+   */
+  quantization?: { calibration: string };
+}
+
+/** Activation ranges of one float model, written by `npm run calibrate`. */
+export interface CalibrationFile {
+  /** sha256 of the float model file the ranges were measured with. */
+  sha256: string;
+  ranges: Record<string, TensorRange>;
 }
 
 export interface ModelManifest {
@@ -59,6 +74,7 @@ export const EMBEDDER_MODELS = {
   mobilefacenet: 'mobilefacenet_foamliu_128d',
   sface: 'sface_2021dec',
   sface_int8: 'sface_2021dec_int8',
+  mobilefacenet_int8: 'mobilefacenet_foamliu_128d_int8',
 } as const;
 
 let cached: ModelManifest | undefined;
@@ -76,6 +92,30 @@ export function manifestEntry(name: string): ModelEntry {
   const entry = readManifest().models.find((model) => model.name === name);
   if (!entry) throw new Error(`model '${name}' is not in ${manifestPath()}`);
   return entry;
+}
+
+/** Reads the calibration of a quantized entry and checks that it belongs to the entry's file. */
+export function readCalibration(entry: ModelEntry): CalibrationFile {
+  if (!entry.quantization) throw new Error(`model '${entry.name}' is not a quantized model`);
+  const path = join(findRepoRoot(), 'models', entry.quantization.calibration);
+  let calibration: CalibrationFile;
+  try {
+    calibration = JSON.parse(readFileSync(path, 'utf8')) as CalibrationFile;
+  } catch (error) {
+    throw new FaceGateError(
+      'MODEL_UNAVAILABLE',
+      `the calibration of model '${entry.name}' cannot be read from ${path}: ${String(error)}`,
+      { cause: error },
+    );
+  }
+  if (calibration.sha256 !== entry.sha256) {
+    throw new FaceGateError(
+      'MODEL_MISMATCH',
+      `the calibration ${path} was measured on a model file with sha256 ${calibration.sha256}, ` +
+        `but '${entry.name}' uses ${entry.sha256}; run 'npm run calibrate' to measure it again`,
+    );
+  }
+  return calibration;
 }
 
 export async function sha256File(path: string): Promise<string> {

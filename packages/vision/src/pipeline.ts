@@ -76,7 +76,7 @@ async function loadEmbedderModel(config: VisionConfig): Promise<LoadedModel> {
     if (
       error instanceof FaceGateError &&
       error.code === 'MODEL_UNAVAILABLE' &&
-      config.faceEmbedder !== 'mobilefacenet'
+      !config.faceEmbedder.startsWith('mobilefacenet')
     ) {
       throw new FaceGateError(
         'MODEL_UNAVAILABLE',

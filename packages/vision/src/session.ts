@@ -6,7 +6,13 @@ import { join } from 'node:path';
 import { FaceGateError } from '@facegate/errors';
 import * as ort from 'onnxruntime-node';
 
-import type { Dimension, ModelEntry, TensorContract } from './manifest.js';
+import {
+  type Dimension,
+  type ModelEntry,
+  type TensorContract,
+  readCalibration,
+} from './manifest.js';
+import { QuantizationError, quantizeModel } from './quantize.js';
 
 export interface SessionOptions {
   modelsDir: string;
@@ -111,9 +117,10 @@ export async function loadModel(entry: ModelEntry, options: SessionOptions): Pro
     );
   }
 
+  const modelBytes = entry.quantization ? quantizeForSession(entry, bytes) : bytes;
   let session: ort.InferenceSession;
   try {
-    session = await ort.InferenceSession.create(bytes, {
+    session = await ort.InferenceSession.create(modelBytes, {
       intraOpNumThreads: options.threads,
       interOpNumThreads: 1,
       executionMode: 'sequential',
@@ -154,6 +161,20 @@ export async function loadModel(entry: ModelEntry, options: SessionOptions): Pro
     );
   }
   return { entry, session, inputNames, outputNames, sha256 };
+}
+
+function quantizeForSession(entry: ModelEntry, bytes: Uint8Array): Uint8Array {
+  const calibration = readCalibration(entry);
+  try {
+    return quantizeModel(bytes, calibration.ranges);
+  } catch (error) {
+    if (!(error instanceof QuantizationError)) throw error;
+    throw new FaceGateError(
+      'MODEL_MISMATCH',
+      `model '${entry.name}' cannot be quantized: ${error.message}; run 'npm run calibrate' to measure its ranges again`,
+      { cause: error },
+    );
+  }
 }
 
 /** Checks the dims of an output tensor after a run; a mismatch is a bug or a wrong file. */

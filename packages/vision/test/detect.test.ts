@@ -167,7 +167,7 @@ test('embeddings are unit vectors tagged with the model', { skip }, async () => 
   const vector = analysis.faces[0]!.embedding.vector;
 
   assert.equal(vector.length, 128);
-  assert.equal(analysis.faces[0]!.embedding.modelId, 'mobilefacenet_foamliu_128d');
+  assert.equal(analysis.faces[0]!.embedding.modelId, 'mobilefacenet_foamliu_128d_int8');
   assert.ok(Math.abs(Math.hypot(...vector) - 1) < 1e-5);
 });
 
