@@ -41,7 +41,7 @@ export const verifyQuery = z
 
 export const enrolQuery = z
   .object({
-    multiple_faces: z.enum(['strict', 'largest']).default('strict'),
+    multiple_faces: z.enum(['strict', 'largest', 'centre']).default('strict'),
   })
   .strict();
 

@@ -401,6 +401,36 @@ describe(
       assert.equal(list.json.items.length, 1);
     });
 
+    test('enrolment takes the centre or the largest face', async () => {
+      // In this LFW photo the labelled person is at the centre and a larger face on the right.
+      const image = await photo('lfw/Julianne_Moore/Julianne_Moore_0001.jpg');
+      const enrol = async (policy: string) => {
+        const visitor = (await call(stack, 'POST', '/api/v1/visitors', { json: { name: policy } }))
+          .json;
+        return call(
+          stack,
+          'POST',
+          `/api/v1/visitors/${visitor.id}/faces?multiple_faces=${policy}`,
+          {
+            image,
+          },
+        );
+      };
+
+      const centre = await enrol('centre');
+      const largest = await enrol('largest');
+      const unknown = await enrol('middle');
+
+      assert.equal(centre.status, 201, JSON.stringify(centre.json));
+      assert.equal(largest.status, 201, JSON.stringify(largest.json));
+      const centreMidX = centre.json.face.box.x + centre.json.face.box.width / 2;
+      const largestMidX = largest.json.face.box.x + largest.json.face.box.width / 2;
+      assert.ok(Math.abs(centreMidX - 125) < 20, `centre face is centred at x=${centreMidX}`);
+      assert.ok(largestMidX > 160, `largest face is centred at x=${largestMidX}`);
+      assert.equal(unknown.status, 400);
+      assert.equal(unknown.json.error.code, 'INVALID_REQUEST');
+    });
+
     test('recognize names an enrolled visitor and not a stranger', async () => {
       const visitor = (
         await call(stack, 'POST', '/api/v1/visitors', {

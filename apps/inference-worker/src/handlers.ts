@@ -23,7 +23,12 @@ import {
   maxChangeSeq,
 } from '@facegate/db';
 import { FaceGateError, namingInput } from '@facegate/errors';
-import { cosineSimilarity, defaultVerifyThreshold, largestFace } from '@facegate/vision';
+import {
+  cosineSimilarity,
+  defaultVerifyThreshold,
+  faceNearest,
+  largestFace,
+} from '@facegate/vision';
 import type { Redis } from 'ioredis';
 
 import type { VisionPool } from './pool.js';
@@ -120,11 +125,15 @@ async function enrol(
   if (result.faces.length > 1 && job.multipleFaces === 'strict') {
     throw new FaceGateError(
       'MULTIPLE_FACES',
-      `the image shows ${result.faces.length} faces; enrol a photo with one face, or set multiple_faces=largest to take the largest`,
+      `the image shows ${result.faces.length} faces; enrol a photo with one face, or set multiple_faces=largest ` +
+        'to take the largest or multiple_faces=centre to take the one nearest the centre',
       { details: { facesDetected: result.faces.length } },
     );
   }
-  const face = largestFace(result.faces)!;
+  const face =
+    job.multipleFaces === 'centre'
+      ? faceNearest(result.faces, result.image.width / 2, result.image.height / 2)!
+      : largestFace(result.faces)!;
   const faceSize = Math.round(Math.min(face.box.width, face.box.height));
   if (faceSize < context.config.enrolMinFaceSize) {
     throw new FaceGateError(

@@ -46,8 +46,11 @@ export type InferenceJob =
       kind: 'enrol';
       blobKey: string;
       visitorId: string;
-      /** 'strict' rejects several faces with MULTIPLE_FACES; 'largest' takes the largest. */
-      multipleFaces: 'strict' | 'largest';
+      /**
+       * 'strict' rejects several faces with MULTIPLE_FACES; 'largest' takes the largest and
+       * 'centre' the one whose box centre is nearest the image centre.
+       */
+      multipleFaces: 'strict' | 'largest' | 'centre';
       /** API key of the caller, recorded in the audit log with the new face; null when open. */
       keyId?: string | null;
     })

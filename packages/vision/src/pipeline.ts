@@ -213,7 +213,7 @@ export class FacePipeline {
   }
 }
 
-/** Picks the face whose box contains the point, nearest its box centre; else the nearest centre. */
+/** Picks the face whose box centre is nearest the point (x, y). */
 export function faceNearest<T extends DetectedFace>(
   faces: readonly T[],
   x: number,
