@@ -38,6 +38,8 @@ export interface ModelInfo {
   role: 'detector' | 'embedder';
   file: string;
   sha256: string;
+  /** Bits of the int8 weights of a model quantized on loading. */
+  weightBits?: 7 | 8;
 }
 
 export interface DetectionResult {
@@ -133,6 +135,7 @@ export class FacePipeline {
       role: model.entry.role,
       file: model.entry.file,
       sha256: model.sha256,
+      ...(model.weightBits ? { weightBits: model.weightBits } : {}),
     }));
   }
 

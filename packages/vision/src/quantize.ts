@@ -48,6 +48,16 @@ function encodeModel(model: Model): Uint8Array {
   return onnx.ModelProto.encode(model as unknown as onnxProto.onnx.IModelProto).finish();
 }
 
+export interface QuantizeOptions {
+  /**
+   * Bits of the int8 weights, 8 (default) or 7. Without VNNI, x86 CPUs multiply uint8 by
+   * int8 with an instruction (VPMADDUBSW) that saturates at 16 bits when two large
+   * products add up, and 7-bit weights keep every such sum in range (onnxruntime's
+   * quantization documentation gives the same advice).
+   */
+  weightBits?: 7 | 8;
+}
+
 /** The range of values one tensor took over the calibration photos. */
 export interface TensorRange {
   min: number;
@@ -115,7 +125,9 @@ export function calibratedTensorNames(modelBytes: Uint8Array): string[] {
 export function quantizeModel(
   modelBytes: Uint8Array,
   ranges: Readonly<Record<string, TensorRange>>,
+  options: QuantizeOptions = {},
 ): Uint8Array {
+  const weightBits = options.weightBits ?? 8;
   const model = decodeModel(modelBytes);
   const graph = requireGraph(model);
   raiseOpset(model);
@@ -173,7 +185,9 @@ export function quantizeModel(
   for (const conv of graph.node) {
     if (conv.opType !== 'Conv' || !conv.input[0]!.endsWith('_dequantized')) continue;
     const inputScale = chosen.get(conv.input[0]!.slice(0, -'_dequantized'.length))!.scale;
-    added.push(...quantizeConvParameters(conv, inputScale, initializers, constants, graph));
+    added.push(
+      ...quantizeConvParameters(conv, inputScale, weightBits, initializers, constants, graph),
+    );
   }
 
   graph.node = sortTopologically([...graph.node, ...added], graph);
@@ -242,6 +256,7 @@ function activationUpperBound(
 function quantizeConvParameters(
   conv: Node,
   inputScale: number,
+  weightBits: 7 | 8,
   initializers: Map<string, Tensor>,
   constants: Map<string, Float32Array>,
   graph: Graph,
@@ -258,7 +273,8 @@ function quantizeConvParameters(
   const channels = dims[0]!;
   const perChannel = weights.length / channels;
 
-  // Symmetric int8 per output channel: scale = max |w| / 127.
+  // Symmetric per output channel: scale = max |w| / 127 (63 for 7 bits).
+  const weightMax = 2 ** (weightBits - 1) - 1;
   const weightScales = new Float32Array(channels);
   const quantized = new Int8Array(weights.length);
   for (let channel = 0; channel < channels; channel += 1) {
@@ -266,10 +282,10 @@ function quantizeConvParameters(
     for (let i = channel * perChannel; i < (channel + 1) * perChannel; i += 1) {
       maxAbs = Math.max(maxAbs, Math.abs(weights[i]!));
     }
-    const scale = maxAbs > 0 ? Math.fround(maxAbs / 127) : 1e-8;
+    const scale = maxAbs > 0 ? Math.fround(maxAbs / weightMax) : 1e-8;
     weightScales[channel] = scale;
     for (let i = channel * perChannel; i < (channel + 1) * perChannel; i += 1) {
-      quantized[i] = Math.max(-127, Math.min(127, Math.round(weights[i]! / scale)));
+      quantized[i] = Math.max(-weightMax, Math.min(weightMax, Math.round(weights[i]! / scale)));
     }
   }
   const nodes: Node[] = [];

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
@@ -35,6 +35,8 @@ export interface LoadedModel {
   inputNames: string[];
   outputNames: string[];
   sha256: string;
+  /** Bits of the int8 weights when the model was quantized on loading (int8WeightBits). */
+  weightBits?: 7 | 8;
 }
 
 function formatShape(shape: readonly Dimension[]): string {
@@ -117,7 +119,8 @@ export async function loadModel(entry: ModelEntry, options: SessionOptions): Pro
     );
   }
 
-  const modelBytes = entry.quantization ? quantizeForSession(entry, bytes) : bytes;
+  const weightBits = entry.quantization ? int8WeightBits() : undefined;
+  const modelBytes = weightBits ? quantizeForSession(entry, bytes, weightBits) : bytes;
   let session: ort.InferenceSession;
   try {
     session = await ort.InferenceSession.create(modelBytes, {
@@ -160,13 +163,39 @@ export async function loadModel(entry: ModelEntry, options: SessionOptions): Pro
       `model file ${path} does not match the contract of '${entry.name}': ${problems.join('; ')}`,
     );
   }
-  return { entry, session, inputNames, outputNames, sha256 };
+  return { entry, session, inputNames, outputNames, sha256, ...(weightBits ? { weightBits } : {}) };
 }
 
-function quantizeForSession(entry: ModelEntry, bytes: Uint8Array): Uint8Array {
+/**
+ * Returns the bits for the int8 weights of a quantized model on this CPU: 8 where
+ * onnxruntime's uint8-by-int8 products cannot saturate (ARM, or x86 with AVX512-VNNI or
+ * AVX-VNNI), else 7. `cpuFlags` is the flags line of /proc/cpuinfo, null where that cannot
+ * be read, which counts as no VNNI.
+ *
+ * NOTE: 7-bit weights were measured for accuracy only, on a CPU with VNNI. In a 10-fold run
+ * over the LFW pairs they gave 98.82 %, against 99.00 % with 8 bits and 99.03 % in float.
+ * Their speed on a CPU without VNNI is not measured.
+ */
+export function int8WeightBits(
+  arch: string = process.arch,
+  cpuFlags: string | null = readCpuFlags(),
+): 7 | 8 {
+  if (arch !== 'x64' && arch !== 'ia32') return 8;
+  return cpuFlags !== null && /(^|\s)(avx512_vnni|avx_vnni)(\s|$)/.test(cpuFlags) ? 8 : 7;
+}
+
+function readCpuFlags(): string | null {
+  try {
+    return /^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+function quantizeForSession(entry: ModelEntry, bytes: Uint8Array, weightBits: 7 | 8): Uint8Array {
   const calibration = readCalibration(entry);
   try {
-    return quantizeModel(bytes, calibration.ranges);
+    return quantizeModel(bytes, calibration.ranges, { weightBits });
   } catch (error) {
     if (!(error instanceof QuantizationError)) throw error;
     throw new FaceGateError(
