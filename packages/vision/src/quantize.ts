@@ -8,45 +8,26 @@
  * Scope: the operators of MobileFaceNet (Conv, Clip, Relu, Add, Reshape, Constant). Any other
  * operator stays in float, and a tensor without a calibrated range is an error.
  */
-import onnxProto from 'onnx-proto';
-
-const { onnx } = onnxProto;
-
-// The fields of the decoded protobuf messages that this module reads. Decoded messages always
-// have them (repeated fields default to empty arrays, strings to ''), which the generated
-// types, written for messages being built, leave optional.
-interface Tensor {
-  name: string;
-  dims: (number | { toNumber(): number })[];
-  dataType: number;
-  rawData: Uint8Array;
-  floatData: number[];
-}
-interface Node {
-  opType: string;
-  name: string;
-  input: string[];
-  output: string[];
-  attribute: { name: string; t?: Tensor | null }[];
-}
-interface Graph {
-  node: Node[];
-  input: { name: string }[];
-  output: { name: string }[];
-  initializer: Tensor[];
-}
-interface Model {
-  graph?: Graph | null;
-  opsetImport: { domain: string; version: number | { toNumber(): number } }[];
-}
-
-function decodeModel(modelBytes: Uint8Array): Model {
-  return onnx.ModelProto.decode(modelBytes) as unknown as Model;
-}
-
-function encodeModel(model: Model): Uint8Array {
-  return onnx.ModelProto.encode(model as unknown as onnxProto.onnx.IModelProto).finish();
-}
+import {
+  FLOAT,
+  type Graph,
+  INT32,
+  INT8,
+  type Model,
+  ModelGraphError,
+  type Node,
+  type Tensor,
+  consumersOf,
+  decodeModel,
+  encodeModel,
+  floatData,
+  floatTensor,
+  node,
+  onnx,
+  producersOf,
+  rawTensor,
+  uint8Tensor,
+} from './onnx-graph.js';
 
 export interface QuantizeOptions {
   /**
@@ -68,15 +49,10 @@ export interface TensorRange {
 const CALIBRATED_OPERATORS = new Set(['Conv', 'Relu', 'Clip', 'Add']);
 /** Consumers that take a quantized input directly (activations are folded into the Conv). */
 const QUANTIZED_CONSUMERS = new Set(['Conv', 'Add', 'Relu', 'Clip']);
-/** TensorProto data types, as plain numbers to compare with decoded messages. */
-const FLOAT = onnx.TensorProto.DataType.FLOAT as number;
-const UINT8 = onnx.TensorProto.DataType.UINT8 as number;
-const INT8 = onnx.TensorProto.DataType.INT8 as number;
-const INT32 = onnx.TensorProto.DataType.INT32 as number;
 /** QuantizeLinear with a per-channel axis needs opset 13 of the default domain. */
 const MIN_OPSET = 13;
 
-export class QuantizationError extends Error {
+export class QuantizationError extends ModelGraphError {
   override name = 'QuantizationError';
 }
 
@@ -300,7 +276,7 @@ function quantizeConvParameters(
       'DequantizeLinear',
       [quantizedWeight, `${quantizedWeight}_scale`, `${quantizedWeight}_zero_point`],
       [`${quantizedWeight}_dequantized`],
-      0,
+      { axis: 0 },
     ),
   );
   conv.input[1] = `${quantizedWeight}_dequantized`;
@@ -328,7 +304,7 @@ function quantizeConvParameters(
         'DequantizeLinear',
         [quantizedBias, `${quantizedBias}_scale`, `${quantizedBias}_zero_point`],
         [`${quantizedBias}_dequantized`],
-        0,
+        { axis: 0 },
       ),
     );
     conv.input[2] = `${quantizedBias}_dequantized`;
@@ -350,23 +326,6 @@ function raiseOpset(model: Model): void {
   }
 }
 
-function consumersOf(graph: Graph): Map<string, Node[]> {
-  const consumers = new Map<string, Node[]>();
-  for (const each of graph.node) {
-    for (const input of each.input) {
-      if (!consumers.has(input)) consumers.set(input, []);
-      consumers.get(input)!.push(each);
-    }
-  }
-  return consumers;
-}
-
-function producersOf(graph: Graph): Map<string, Node> {
-  const producers = new Map<string, Node>();
-  for (const each of graph.node) for (const output of each.output) producers.set(output, each);
-  return producers;
-}
-
 /** Values of the graph's float Constant nodes, by output name. */
 function constantValues(graph: Graph): Map<string, Float32Array> {
   const values = new Map<string, Float32Array>();
@@ -378,63 +337,6 @@ function constantValues(graph: Graph): Map<string, Float32Array> {
     }
   }
   return values;
-}
-
-function floatData(tensor: Tensor): Float32Array {
-  if (tensor.dataType !== FLOAT) {
-    throw new QuantizationError(
-      `tensor '${tensor.name}' is of type ${tensor.dataType}, expected float`,
-    );
-  }
-  if (tensor.rawData && tensor.rawData.length > 0) {
-    // rawData is little-endian; copy it, because its offset may not be 4-byte aligned.
-    const bytes = Uint8Array.from(tensor.rawData);
-    return new Float32Array(bytes.buffer, 0, bytes.length / 4);
-  }
-  return Float32Array.from(tensor.floatData);
-}
-
-function floatTensor(name: string, dims: number[], values: ArrayLike<number>): Tensor {
-  return rawTensor(name, dims, FLOAT, Float32Array.from(values));
-}
-
-function uint8Tensor(name: string, values: number[]): Tensor {
-  return rawTensor(name, [], UINT8, Uint8Array.from(values));
-}
-
-/** A tensor stored as little-endian raw bytes (this code runs on little-endian hosts only). */
-function rawTensor(
-  name: string,
-  dims: number[],
-  dataType: number,
-  values: Float32Array | Int32Array | Int8Array | Uint8Array,
-): Tensor {
-  return onnx.TensorProto.create({
-    name,
-    dims,
-    dataType,
-    rawData: new Uint8Array(values.buffer, values.byteOffset, values.byteLength),
-  }) as unknown as Tensor;
-}
-
-function node(opType: string, inputs: string[], outputs: string[], axis?: number): Node {
-  const created = onnx.NodeProto.create({
-    opType,
-    name: `${outputs[0]!}_node`,
-    input: inputs,
-    output: outputs,
-    attribute:
-      axis === undefined
-        ? []
-        : [
-            onnx.AttributeProto.create({
-              name: 'axis',
-              type: onnx.AttributeProto.AttributeType.INT,
-              i: axis,
-            }),
-          ],
-  });
-  return created as unknown as Node;
 }
 
 /**
