@@ -7,6 +7,7 @@ export * from './gc.js';
 export * from './manifest.js';
 export * from './pipeline.js';
 export * from './quantize.js';
+export * from './rgb-input.js';
 export * from './session.js';
 export * from './similarity.js';
 export type * from './types.js';

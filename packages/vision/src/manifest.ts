@@ -13,7 +13,7 @@ export type Dimension = number | string;
 
 export interface TensorContract {
   name: string;
-  type: 'float32';
+  type: 'float32' | 'uint8';
   shape: Dimension[];
 }
 

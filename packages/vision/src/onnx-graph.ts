@@ -1,6 +1,6 @@
 /**
  * Reading and writing ONNX models as protobuf messages, for the rewrites that the loader
- * applies to a verified model file before onnxruntime sees it (int8 quantization, the
+ * applies to a verified model file before onnxruntime loads it (int8 quantization, the
  * detector's image input).
  */
 import onnxProto from 'onnx-proto';

@@ -8,6 +8,7 @@ import { alignFace } from './align.js';
 import { type DecodedImage, decodeImage } from './decode.js';
 import { type DetectOptions, YunetDetector, assertDetectorModel } from './detector.js';
 import { Embedder } from './embedder.js';
+import { RGB_INPUT } from './rgb-input.js';
 import { DETECTOR_MODELS, EMBEDDER_MODELS, manifestEntry } from './manifest.js';
 import { type LoadedModel, type SessionOptions, loadModel } from './session.js';
 import type { DetectedFace, FaceEmbedding, RgbImage, StageTimings } from './types.js';
@@ -115,7 +116,7 @@ export class FacePipeline {
     sharp.concurrency(1);
     sharp.cache(false);
     const detectorEntry = manifestEntry(DETECTOR_MODELS[config.faceDetector]);
-    const detectorModel = await loadModel(detectorEntry, sessionOptions(config));
+    const detectorModel = await loadModel(detectorEntry, sessionOptions(config), RGB_INPUT);
     assertDetectorModel(detectorModel);
     const embedderModel = await loadEmbedderModel(config);
     return new FacePipeline(

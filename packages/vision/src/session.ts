@@ -12,6 +12,7 @@ import {
   type TensorContract,
   readCalibration,
 } from './manifest.js';
+import { ModelGraphError } from './onnx-graph.js';
 import { QuantizationError, quantizeModel } from './quantize.js';
 
 export interface SessionOptions {
@@ -26,6 +27,13 @@ export interface SessionOptions {
    * burns them: with every worker thread busy, it doubled the CPU per image.
    */
   spinning?: boolean;
+}
+
+/** A change that the loader applies to a verified model's graph before creating its session. */
+export interface GraphRewrite {
+  apply(modelBytes: Uint8Array): Uint8Array;
+  /** The inputs of the rewritten graph, checked in place of the manifest's contracts. */
+  inputs(manifestInputs: TensorContract[]): TensorContract[];
 }
 
 export interface LoadedModel {
@@ -100,7 +108,11 @@ function resolveTensors(
  * A missing file is MODEL_UNAVAILABLE; any difference is MODEL_MISMATCH, so a
  * wrong or truncated file never produces features.
  */
-export async function loadModel(entry: ModelEntry, options: SessionOptions): Promise<LoadedModel> {
+export async function loadModel(
+  entry: ModelEntry,
+  options: SessionOptions,
+  rewrite?: GraphRewrite,
+): Promise<LoadedModel> {
   const path = join(options.modelsDir, entry.file);
   if (!existsSync(path)) {
     throw new FaceGateError(
@@ -120,7 +132,19 @@ export async function loadModel(entry: ModelEntry, options: SessionOptions): Pro
   }
 
   const weightBits = entry.quantization ? int8WeightBits() : undefined;
-  const modelBytes = weightBits ? quantizeForSession(entry, bytes, weightBits) : bytes;
+  let modelBytes = weightBits ? quantizeForSession(entry, bytes, weightBits) : bytes;
+  if (rewrite) {
+    try {
+      modelBytes = rewrite.apply(modelBytes);
+    } catch (error) {
+      if (!(error instanceof ModelGraphError)) throw error;
+      throw new FaceGateError(
+        'MODEL_MISMATCH',
+        `model file ${path} cannot be prepared for '${entry.name}': ${error.message}`,
+        { cause: error },
+      );
+    }
+  }
   let session: ort.InferenceSession;
   try {
     session = await ort.InferenceSession.create(modelBytes, {
@@ -148,7 +172,8 @@ export async function loadModel(entry: ModelEntry, options: SessionOptions): Pro
   }
 
   const problems: string[] = [];
-  const inputNames = resolveTensors('input', entry, entry.inputs, session.inputMetadata, problems);
+  const inputs = rewrite ? rewrite.inputs(entry.inputs) : entry.inputs;
+  const inputNames = resolveTensors('input', entry, inputs, session.inputMetadata, problems);
   const outputNames = resolveTensors(
     'output',
     entry,

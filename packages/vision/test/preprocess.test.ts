@@ -10,7 +10,7 @@ import {
   nonMaxSuppression,
   planDetectorInput,
   readManifest,
-  toDetectorTensor,
+  toDetectorPixels,
   toEmbedderTensor,
   warpSimilarity,
 } from '../src/index.js';
@@ -48,49 +48,23 @@ test('detector input keeps aspect ratio and pads to 32', () => {
   });
 });
 
-test('detector tensor is BGR planes with zero padding', () => {
-  // 2x1 image: pixel 0 is (R=10, G=20, B=30), pixel 1 is (R=40, G=50, B=60).
+test('detector pixels pad right and bottom', () => {
+  // 2x1 image in a 4x2 input: pixel 0 is (R=10, G=20, B=30), pixel 1 is (R=40, G=50, B=60).
   const rgb = new Uint8Array([10, 20, 30, 40, 50, 60]);
 
-  const tensor = toDetectorTensor(rgb, 2, 1, 4, 2);
+  const pixels = toDetectorPixels(rgb, 2, 1, 4, 2);
 
-  assert.equal(tensor.length, 3 * 4 * 2);
-  assert.deepEqual([...tensor.subarray(0, 8)], [30, 60, 0, 0, 0, 0, 0, 0]);
-  assert.deepEqual([...tensor.subarray(8, 16)], [20, 50, 0, 0, 0, 0, 0, 0]);
-  assert.deepEqual([...tensor.subarray(16, 24)], [10, 40, 0, 0, 0, 0, 0, 0]);
+  assert.equal(pixels.length, 4 * 2 * 3);
+  assert.deepEqual([...pixels.subarray(0, 12)], [10, 20, 30, 40, 50, 60, 0, 0, 0, 0, 0, 0]);
+  assert.deepEqual([...pixels.subarray(12)], new Array(12).fill(0));
 });
 
-test('detector tensor matches per-pixel reference', () => {
-  // Every width mod 4, odd heights, and views that start 0 to 3 bytes into their buffer.
-  // Only a view aligned to 4 bytes is read as 32-bit words, so each path is checked.
-  for (const [width, height, inputWidth, inputHeight] of [
-    [8, 3, 8, 3],
-    [9, 3, 9, 3],
-    [10, 3, 32, 32],
-    [11, 5, 32, 32],
-    [13, 7, 32, 32],
-  ] as const) {
-    for (const offset of [0, 1, 2, 3]) {
-      const bytes = new Uint8Array(offset + width * height * 3);
-      for (let i = 0; i < bytes.length; i += 1) bytes[i] = (i * 37 + 11) % 256;
-      const rgb = bytes.subarray(offset);
+test('detector pixels that fit are not copied', () => {
+  const rgb = new Uint8Array(8 * 3 * 3).map((_, i) => i % 256);
 
-      const tensor = toDetectorTensor(rgb, width, height, inputWidth, inputHeight);
+  const pixels = toDetectorPixels(rgb, 8, 3, 8, 3);
 
-      const plane = inputWidth * inputHeight;
-      for (let y = 0; y < inputHeight; y += 1) {
-        for (let x = 0; x < inputWidth; x += 1) {
-          const inside = x < width && y < height;
-          const source = (y * width + x) * 3;
-          const at = y * inputWidth + x;
-          const where = `${width}x${height} in ${inputWidth}x${inputHeight}, offset ${offset}, (${x}, ${y})`;
-          assert.equal(tensor[at], inside ? rgb[source + 2] : 0, `blue at ${where}`);
-          assert.equal(tensor[plane + at], inside ? rgb[source + 1] : 0, `green at ${where}`);
-          assert.equal(tensor[2 * plane + at], inside ? rgb[source] : 0, `red at ${where}`);
-        }
-      }
-    }
-  }
+  assert.equal(pixels, rgb);
 });
 
 test('mobilefacenet tensor uses RGB with ImageNet mean and std', () => {
@@ -243,23 +217,23 @@ test('non-maximum suppression keeps the best of overlapping boxes', () => {
   );
 });
 
-test('reused detector tensor gets its padding zeroed', () => {
+test('reused detector pixels get their padding zeroed', () => {
   const rgb = new Uint8Array([10, 20, 30, 40, 50, 60]);
-  const reused = new Float32Array(3 * 4 * 2).fill(99);
+  const reused = new Uint8Array(4 * 2 * 3).fill(99);
 
-  const tensor = toDetectorTensor(rgb, 2, 1, 4, 2, reused);
+  const pixels = toDetectorPixels(rgb, 2, 1, 4, 2, reused);
 
-  assert.equal(tensor, reused);
-  assert.deepEqual([...tensor.subarray(0, 8)], [30, 60, 0, 0, 0, 0, 0, 0]);
-  assert.deepEqual([...tensor.subarray(16, 24)], [10, 40, 0, 0, 0, 0, 0, 0]);
+  assert.equal(pixels, reused);
+  assert.deepEqual([...pixels], [10, 20, 30, 40, 50, 60, ...new Array(18).fill(0)]);
 });
 
-test('full-width rows take the flat path and pad below', () => {
-  // 2x1 image in a 2x2 tensor: the second row is padding.
+test('detector pixels of another size are not reused', () => {
   const rgb = new Uint8Array([10, 20, 30, 40, 50, 60]);
-  const reused = new Float32Array(3 * 2 * 2).fill(99);
+  const wrongSize = new Uint8Array(2 * 2 * 3).fill(99);
 
-  const tensor = toDetectorTensor(rgb, 2, 1, 2, 2, reused);
+  const pixels = toDetectorPixels(rgb, 2, 1, 4, 2, wrongSize);
 
-  assert.deepEqual([...tensor], [30, 60, 0, 0, 20, 50, 0, 0, 10, 40, 0, 0]);
+  assert.notEqual(pixels, wrongSize);
+  assert.deepEqual([...wrongSize], new Array(12).fill(99));
+  assert.deepEqual([...pixels.subarray(0, 6)], [10, 20, 30, 40, 50, 60]);
 });
