@@ -281,7 +281,7 @@ export async function batchCommand(config: Config, args: readonly string[]): Pro
   }
   const body = {
     source: sourceOf(kind, positional, options),
-    multipleFaces: choice(options, 'multiple-faces', ['skip', 'largest'] as const),
+    multipleFaces: choice(options, 'multiple-faces', ['skip', 'largest', 'centre'] as const),
     mode: choice(options, 'mode', ['enrol', 'reextract'] as const),
   };
 

@@ -70,7 +70,7 @@ const batchSource = z.discriminatedUnion(
 export const newBatchBody = z
   .object({
     source: batchSource,
-    multipleFaces: z.enum(['skip', 'largest']).default('skip'),
+    multipleFaces: z.enum(['skip', 'largest', 'centre']).default('skip'),
     mode: z.enum(['enrol', 'reextract']).default('enrol'),
   })
   .strict();

@@ -405,7 +405,7 @@ describe(
             imageColumn: 'photo',
             imageEncoding: 'base64',
           },
-          multipleFaces: 'largest',
+          multipleFaces: 'centre',
         });
         const injection = await call(stack, 'POST', '/api/v1/batches', {
           json: {
@@ -424,6 +424,13 @@ describe(
 
         assert.equal(injection.status, 400);
         assert.equal(injection.json.error.code, 'INVALID_REQUEST');
+        const policies = await sql<{ id: string; multiple_faces: string }[]>`
+          select id, multiple_faces from ${sql(db.schema)}.batches
+          where id in (${byteaId}, ${base64Id})`;
+        assert.deepEqual(Object.fromEntries(policies.map((row) => [row.id, row.multiple_faces])), {
+          [byteaId]: 'largest',
+          [base64Id]: 'centre',
+        });
         for (const report of [bytea, base64]) {
           assert.equal(report.status, 'completed');
           assert.equal(report.total, 3);

@@ -16,8 +16,11 @@ import { bigintToNumber, decodeTimeCursor, encodeTimeCursor, isUuid } from './id
 
 export type BatchStatus = 'planning' | 'running' | 'completed' | 'cancelled' | 'failed';
 export type BatchMode = 'enrol' | 'reextract';
-/** 'skip' records an image with several faces as multiple_faces; 'largest' stores its largest face. */
-export type MultipleFacesPolicy = 'skip' | 'largest';
+/**
+ * 'skip' records an image with several faces as multiple_faces; 'largest' stores its largest
+ * face and 'centre' the one nearest the image centre.
+ */
+export type MultipleFacesPolicy = 'skip' | 'largest' | 'centre';
 
 export type BatchItemStatus =
   | 'pending'

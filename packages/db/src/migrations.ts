@@ -341,6 +341,16 @@ alter table ${schema}.batch_items add constraint batch_items_status_check check 
 `,
 };
 
+const chooseCentreFace: Migration = {
+  version: 8,
+  name: 'let a batch take the face nearest the image centre',
+  sql: (schema) => `
+alter table ${schema}.batches drop constraint batches_multiple_faces_check;
+alter table ${schema}.batches add constraint batches_multiple_faces_check
+  check (multiple_faces in ('skip', 'largest', 'centre'));
+`,
+};
+
 /** Every migration, in order. Append new ones; never edit one that has been released. */
 export const MIGRATIONS: readonly Migration[] = [
   createTables,
@@ -350,6 +360,7 @@ export const MIGRATIONS: readonly Migration[] = [
   notifyVisitorChanges,
   indexBatchesByAge,
   recordIgnoredEntries,
+  chooseCentreFace,
 ];
 
 export interface MigrationResult {

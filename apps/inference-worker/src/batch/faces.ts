@@ -9,12 +9,13 @@ export type FaceChoice<T extends DetectedFace> =
 /**
  * Applies the enrolment rules to the faces found in one image, with the error codes of
  * POST /api/v1/visitors/{id}/faces for the outcomes that store nothing. No face is no_face.
- * Several faces are multiple_faces under 'skip', else the largest is taken, or the one
- * nearest the stored face's box when re-extracting. A face whose shorter side is below
- * `minFaceSize` pixels is too_small.
+ * Several faces are multiple_faces under 'skip'. Else 'largest' takes the largest and 'centre'
+ * the one nearest the centre of `image`, and re-extraction takes the one nearest the stored
+ * face's box. A face whose shorter side is below `minFaceSize` pixels is too_small.
  */
 export function chooseFace<T extends DetectedFace>(
   faces: readonly T[],
+  image: { width: number; height: number },
   policy: MultipleFacesPolicy,
   minFaceSize: number,
   storedBox?: FaceBox | null,
@@ -43,6 +44,9 @@ export function chooseFace<T extends DetectedFace>(
   } else if (policy === 'largest') {
     face = largestFace(faces)!;
     reason = `the image shows ${count} faces; took the largest`;
+  } else if (policy === 'centre') {
+    face = faceNearest(faces, image.width / 2, image.height / 2)!;
+    reason = `the image shows ${count} faces; took the one nearest the centre`;
   } else {
     return {
       outcome: {

@@ -185,6 +185,7 @@ export async function extractItems(
       }
       const choice = chooseFace(
         analysis.faces,
+        analysis.image,
         entry.item.multipleFaces,
         context.config.enrolMinFaceSize,
       );
@@ -407,6 +408,7 @@ async function reextract(
   const oldBox: FaceBox | null = old[0]!.box;
   const choice = chooseFace(
     analysis.faces,
+    analysis.image,
     item.multipleFaces,
     context.config.enrolMinFaceSize,
     oldBox,
