@@ -21,7 +21,9 @@ export const BATCH_USAGE = `usage:
   fr batch cancel <id> [--url U]            cancel a batch and print its counts
 
 options:
-  --multiple-faces skip|largest   image with several faces: record it (skip, default) or store the largest
+  --multiple-faces skip|largest|centre
+                                  image with several faces: record it (skip, default), or store
+                                  the largest or the one nearest the centre
   --mode enrol|reextract          reextract replaces faces of another model from the same images
   --url U                         gateway URL (default http://127.0.0.1:<PORT>)
   --poll-interval-ms N            milliseconds between progress requests (default 1000)
