@@ -13,7 +13,7 @@ import {
   readCalibration,
 } from './manifest.js';
 import { ModelGraphError } from './onnx-graph.js';
-import { QuantizationError, quantizeModel } from './quantize.js';
+import { quantizeModel } from './quantize.js';
 
 export interface SessionOptions {
   modelsDir: string;
@@ -145,6 +145,7 @@ export async function loadModel(
       );
     }
   }
+
   let session: ort.InferenceSession;
   try {
     session = await ort.InferenceSession.create(modelBytes, {
@@ -222,7 +223,7 @@ function quantizeForSession(entry: ModelEntry, bytes: Uint8Array, weightBits: 7 
   try {
     return quantizeModel(bytes, calibration.ranges, { weightBits });
   } catch (error) {
-    if (!(error instanceof QuantizationError)) throw error;
+    if (!(error instanceof ModelGraphError)) throw error;
     throw new FaceGateError(
       'MODEL_MISMATCH',
       `model '${entry.name}' cannot be quantized: ${error.message}; run 'npm run calibrate' to measure its ranges again`,
