@@ -132,7 +132,7 @@ function loadgen(url: string, concurrency: number, requests: number, warmup: num
   return JSON.parse(result.stdout.trim().split('\n').pop()!) as LoadResult;
 }
 
-/** The models the stack runs: FACE_DETECTOR and FACE_EMBEDDER, else the defaults. */
+/** Returns the configuration of the models the stack runs: FACE_DETECTOR and FACE_EMBEDDER, else the defaults. */
 function modelConfig(): ReturnType<typeof loadConfig> {
   const { FACE_DETECTOR, FACE_EMBEDDER } = process.env;
   return loadConfig({

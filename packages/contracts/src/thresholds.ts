@@ -19,7 +19,7 @@ export type VisitorScoring = 'fused' | 'best';
  * (benchmarks/RESULTS.md); set IDENTIFY_THRESHOLD for large galleries.
  *
  * mobilefacenet_int8, the same benchmark: fused 0.43 is the lowest threshold with at most 1 %
- * of strangers (97.59 % identified, 0.66 % accepted); best face 0.43 (97.22 %, 1.31 %).
+ * of strangers (97.59 % identified, 0.66 % accepted). Best face: 97.22 % and 1.31 % at 0.43.
  */
 export const DEFAULT_IDENTIFY_THRESHOLDS: Readonly<
   Record<string, Readonly<Record<VisitorScoring, number>>>

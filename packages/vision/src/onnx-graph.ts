@@ -109,7 +109,10 @@ export function uint8Tensor(name: string, values: number[]): Tensor {
   return rawTensor(name, [], UINT8, Uint8Array.from(values));
 }
 
-/** A tensor stored as little-endian raw bytes (this code runs on little-endian hosts only). */
+/**
+ * Creates a tensor from the bytes of a typed array, which ONNX reads as little-endian: right on
+ * little-endian hosts (x86, ARM) only.
+ */
 export function rawTensor(
   name: string,
   dims: number[],

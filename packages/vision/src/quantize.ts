@@ -264,22 +264,10 @@ function quantizeConvParameters(
       quantized[i] = Math.max(-weightMax, Math.min(weightMax, Math.round(weights[i]! / scale)));
     }
   }
-  const nodes: Node[] = [];
-  const quantizedWeight = `${weightName}_int8`;
-  graph.initializer.push(
-    rawTensor(quantizedWeight, dims, INT8, quantized),
-    floatTensor(`${quantizedWeight}_scale`, [channels], Array.from(weightScales)),
-    rawTensor(`${quantizedWeight}_zero_point`, [channels], INT8, new Int8Array(channels)),
-  );
-  nodes.push(
-    node(
-      'DequantizeLinear',
-      [quantizedWeight, `${quantizedWeight}_scale`, `${quantizedWeight}_zero_point`],
-      [`${quantizedWeight}_dequantized`],
-      { axis: 0 },
-    ),
-  );
-  conv.input[1] = `${quantizedWeight}_dequantized`;
+  const nodes = [
+    dequantizePerChannel(graph, `${weightName}_int8`, dims, INT8, quantized, weightScales),
+  ];
+  conv.input[1] = nodes[0]!.output[0]!;
 
   // The bias becomes int32 with scale inputScale * weightScale, as QLinearConv expects.
   const biasName = conv.input[2];
@@ -293,23 +281,39 @@ function quantizeConvParameters(
     const biasValues = Int32Array.from(bias, (value, channel) =>
       Math.round(value / biasScales[channel]!),
     );
-    const quantizedBias = `${biasName}_int32`;
-    graph.initializer.push(
-      rawTensor(quantizedBias, [channels], INT32, biasValues),
-      floatTensor(`${quantizedBias}_scale`, [channels], biasScales),
-      rawTensor(`${quantizedBias}_zero_point`, [channels], INT32, new Int32Array(channels)),
-    );
     nodes.push(
-      node(
-        'DequantizeLinear',
-        [quantizedBias, `${quantizedBias}_scale`, `${quantizedBias}_zero_point`],
-        [`${quantizedBias}_dequantized`],
-        { axis: 0 },
-      ),
+      dequantizePerChannel(graph, `${biasName}_int32`, [channels], INT32, biasValues, biasScales),
     );
-    conv.input[2] = `${quantizedBias}_dequantized`;
+    conv.input[2] = nodes[1]!.output[0]!;
   }
   return nodes;
+}
+
+/**
+ * Stores integer values with one scale per output channel (axis 0) and a zero point of 0,
+ * and returns the DequantizeLinear node that turns them back into floats.
+ */
+function dequantizePerChannel(
+  graph: Graph,
+  name: string,
+  dims: number[],
+  dataType: number,
+  values: Int8Array | Int32Array,
+  scales: ArrayLike<number>,
+): Node {
+  const channels = dims[0]!;
+  const zeroPoints = dataType === INT8 ? new Int8Array(channels) : new Int32Array(channels);
+  graph.initializer.push(
+    rawTensor(name, dims, dataType, values),
+    floatTensor(`${name}_scale`, [channels], scales),
+    rawTensor(`${name}_zero_point`, [channels], dataType, zeroPoints),
+  );
+  return node(
+    'DequantizeLinear',
+    [name, `${name}_scale`, `${name}_zero_point`],
+    [`${name}_dequantized`],
+    { axis: 0 },
+  );
 }
 
 function requireGraph(model: Model): Graph {
