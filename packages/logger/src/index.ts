@@ -39,4 +39,14 @@ export function createLogger(service: string, level: LevelWithSilent = 'info'): 
   });
 }
 
+/**
+ * Returns a function that makes `logger.child(bindings)` on its first call and returns the
+ * same child on later calls. pino redacts and serializes the bindings when it makes a child,
+ * so per-request code that seldom logs makes the child only when it writes a line.
+ */
+export function lazyChild(logger: Logger, bindings: Record<string, unknown>): () => Logger {
+  let child: Logger | undefined;
+  return () => (child ??= logger.child(bindings));
+}
+
 export { type StopSignals, handleStopSignals } from './stop-signals.js';
