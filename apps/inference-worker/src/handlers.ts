@@ -7,13 +7,15 @@ import {
   type EnrolResult,
   type InferenceJob,
   type KeyNames,
+  type MatchJob,
   type Queues,
   type RecognizeResult,
+  type Reply,
   type VerifyResult,
-  addMatchJob,
   defaultIdentifyThreshold,
   encodeVector,
   getBlob,
+  matchEntryArguments,
 } from '@facegate/contracts';
 import {
   type Database,
@@ -42,8 +44,8 @@ export interface HandlerContext {
   db: Database;
 }
 
-/** A job's outcome: a result to publish now, or 'forwarded' when the matcher answers. */
-export type HandlerOutcome = { reply: unknown } | 'forwarded';
+/** A job's outcome: a result for the gateway, or an identify request for the matchers, which answer it. */
+export type HandlerOutcome = { reply: unknown } | { forward: MatchJob };
 
 const round = (value: number, digits = 3): number =>
   Math.round(value * 10 ** digits) / 10 ** digits;
@@ -98,7 +100,7 @@ async function recognize(
     ...face,
     embedding: encodeVector(embedding),
   }));
-  await addMatchJob(context.redis, context.keys, {
+  const forward: MatchJob = {
     kind: 'identify',
     correlationId: job.correlationId,
     replyTo: job.replyTo,
@@ -108,8 +110,8 @@ async function recognize(
     faces,
     params: job.match,
     timings,
-  });
-  return 'forwarded';
+  };
+  return { forward };
 }
 
 async function enrol(
@@ -254,4 +256,29 @@ export async function handleInferenceJob(
 /** Blob keys a job reads; deleted once the job is finished for good. */
 export function blobKeysOf(job: InferenceJob): string[] {
   return job.kind === 'verify' ? [...job.blobKeys] : [job.blobKey];
+}
+
+/**
+ * Sends a job's outcome (the reply to the gateway, or the identify request to the matchers)
+ * and deletes the job's images, in one round trip. The commands run as one transaction, so
+ * that when Redis refuses one of them (out of memory, say) the images stay for the retry.
+ */
+export async function finishJob(
+  redis: Redis,
+  keys: KeyNames,
+  job: InferenceJob,
+  outcome: HandlerOutcome,
+): Promise<void> {
+  const transaction = redis.multi();
+  if ('forward' in outcome) {
+    const [stream, ...rest] = matchEntryArguments(keys, outcome.forward);
+    transaction.xadd(stream!, ...rest);
+  } else {
+    const reply: Reply = { correlationId: job.correlationId, ok: true, result: outcome.reply };
+    transaction.publish(job.replyTo, JSON.stringify(reply));
+  }
+  transaction.del(...blobKeysOf(job));
+  const results = await transaction.exec();
+  const error = results?.find(([commandError]) => commandError !== null)?.[0];
+  if (error) throw error;
 }

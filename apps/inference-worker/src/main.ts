@@ -20,7 +20,7 @@ import {
 } from '@facegate/contracts';
 import { openServiceDatabase } from '@facegate/db';
 import { serializeError } from '@facegate/errors';
-import { createLogger, handleStopSignals } from '@facegate/logger';
+import { createLogger, handleStopSignals, lazyChild } from '@facegate/logger';
 import {
   JobMetrics,
   ModelInfoMetric,
@@ -33,7 +33,7 @@ import { type Job, UnrecoverableError, Worker } from 'bullmq';
 
 import { FileReader } from './batch/file-reader.js';
 import { startBatchWorker } from './batch/worker.js';
-import { blobKeysOf, handleInferenceJob } from './handlers.js';
+import { blobKeysOf, finishJob, handleInferenceJob } from './handlers.js';
 import { VisionPool, isInputError } from './pool.js';
 import { ServiceLoadSampler } from './service-load.js';
 
@@ -104,7 +104,7 @@ async function main(): Promise<void> {
 
   async function processJob(job: Job<InferenceJob>): Promise<void> {
     const data = job.data;
-    const log = logger.child({ requestId: data.requestId, jobId: job.id, kind: data.kind });
+    const log = lazyChild(logger, { requestId: data.requestId, jobId: job.id, kind: data.kind });
     const queueWaitMs = Math.max(0, Date.now() - job.timestamp);
     stages.observeTimings({ queueWaitMs });
     const finalAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
@@ -112,17 +112,17 @@ async function main(): Promise<void> {
     if (idleSessions && pool.inFlight === 0) void load.refresh();
     try {
       const outcome = await handleInferenceJob(context, data, queueWaitMs);
-      if (outcome !== 'forwarded')
-        await publish(job, { correlationId: data.correlationId, ok: true, result: outcome.reply });
+      await finishJob(redis, keys, data, outcome);
       processed += 1;
-      log.debug(
-        {
-          durationMs: Date.now() - job.timestamp - queueWaitMs,
-          forwarded: outcome === 'forwarded',
-        },
-        'inference job done',
-      );
-      await redis.del(...blobKeysOf(data)).catch(() => undefined);
+      if (logger.isLevelEnabled('debug')) {
+        log().debug(
+          {
+            durationMs: Date.now() - job.timestamp - queueWaitMs,
+            forwarded: 'forward' in outcome,
+          },
+          'inference job done',
+        );
+      }
     } catch (error) {
       const inputError = isInputError(error);
       if (inputError || finalAttempt) {
@@ -131,13 +131,13 @@ async function main(): Promise<void> {
           ok: false,
           error: serializeError(error),
         }).catch((publishError: unknown) =>
-          log.error({ err: publishError }, 'failed to publish an error reply'),
+          log().error({ err: publishError }, 'failed to publish an error reply'),
         );
         await redis.del(...blobKeysOf(data)).catch(() => undefined);
       }
       if (inputError)
         throw new UnrecoverableError(error instanceof Error ? error.message : String(error));
-      log.error({ err: error, attempt: job.attemptsMade + 1 }, 'inference job failed');
+      log().error({ err: error, attempt: job.attemptsMade + 1 }, 'inference job failed');
       throw error;
     }
   }

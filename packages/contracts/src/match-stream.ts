@@ -38,14 +38,9 @@ export interface MatchDelivery {
 /** A stream entry as read, whose job is undefined when the entry cannot be parsed. */
 export type MatchEntry = Omit<MatchDelivery, 'job'> & { job: MatchJob | undefined };
 
-/** Adds an identify request; `attempt` is above 1 for a retry. Returns the entry id. */
-export async function addMatchJob(
-  redis: Redis,
-  keys: KeyNames,
-  job: MatchJob,
-  attempt = 1,
-): Promise<string> {
-  const id = await redis.xadd(
+/** The XADD arguments that add an identify request; `attempt` is above 1 for a retry. */
+export function matchEntryArguments(keys: KeyNames, job: MatchJob, attempt = 1): string[] {
+  return [
     keys.matchStream,
     'MAXLEN',
     '~',
@@ -55,7 +50,18 @@ export async function addMatchJob(
     JSON.stringify(job),
     'attempt',
     String(attempt),
-  );
+  ];
+}
+
+/** Adds an identify request; `attempt` is above 1 for a retry. Returns the entry id. */
+export async function addMatchJob(
+  redis: Redis,
+  keys: KeyNames,
+  job: MatchJob,
+  attempt = 1,
+): Promise<string> {
+  const [stream, ...rest] = matchEntryArguments(keys, job, attempt);
+  const id = await redis.xadd(stream!, ...rest);
   return id!;
 }
 
