@@ -44,7 +44,8 @@ export interface IdentifyDependencies {
 export const DEFAULT_MIN_SEQ_WAIT_MS = 2000;
 
 /**
- * Identifies every face of a match job.
+ * Identifies every face of a match job. `logger`, or the function that makes it (see
+ * lazyChild), is used only for a request the index could not catch up with.
  * Throws FaceGateError INVALID_REQUEST for a malformed job, MODEL_MISMATCH when the job's
  * model or the database's faces differ from the index's model, and the database's
  * errors (DEPENDENCY_UNAVAILABLE) when visitors cannot be read.
@@ -52,7 +53,7 @@ export const DEFAULT_MIN_SEQ_WAIT_MS = 2000;
 export async function identify(
   job: MatchJob,
   dependencies: IdentifyDependencies,
-  logger: Logger,
+  logger: Logger | (() => Logger),
 ): Promise<RecognizeResult> {
   const startedMs = performance.now();
   const { index } = dependencies;
@@ -70,7 +71,7 @@ export async function identify(
   const minSeq = job.params.minSeq;
   const waitMs = dependencies.minSeqWaitMs ?? DEFAULT_MIN_SEQ_WAIT_MS;
   if (!(await index.waitForSeq(minSeq, waitMs))) {
-    logger.warn(
+    (typeof logger === 'function' ? logger() : logger).warn(
       { minSeq, lastSeq: index.lastSeq, waitedMs: waitMs },
       'the face index did not reach the requested minSeq in time; identifying against an older state',
     );

@@ -5,7 +5,7 @@
 import type { MatchEntry, MatchJob, Reply } from '@facegate/contracts';
 import { MATCH_ATTEMPTS, publishReply } from '@facegate/contracts';
 import { isFaceGateError, serializeError } from '@facegate/errors';
-import type { Logger } from '@facegate/logger';
+import { type Logger, lazyChild } from '@facegate/logger';
 import type { Redis } from 'ioredis';
 
 import type { IdentifyDependencies } from './identify.js';
@@ -37,13 +37,13 @@ export function createMatchProcessor(
   return async (delivery) => {
     const startedAtMs = Date.now();
     const data = delivery.job;
-    const logger = dependencies.logger.child({
+    const logger = lazyChild(dependencies.logger, {
       requestId: data?.requestId,
       entryId: delivery.id,
       correlationId: data?.correlationId,
     });
     if (typeof data?.replyTo !== 'string' || typeof data.correlationId !== 'string') {
-      logger.error('identify request without replyTo or correlationId dropped');
+      logger().error('identify request without replyTo or correlationId dropped');
       return 'rejected';
     }
 
@@ -63,7 +63,7 @@ export function createMatchProcessor(
     } catch (error) {
       // The gateway is still waiting: another attempt may publish it.
       const last = delivery.attempt >= MATCH_ATTEMPTS;
-      logger.error(
+      logger().error(
         { err: error, attempt: delivery.attempt },
         last
           ? 'publishing the reply failed; the gateway times out instead'
@@ -71,10 +71,12 @@ export function createMatchProcessor(
       );
       return last ? 'failed' : 'retry';
     }
-    logger.debug(
-      { faces: data.faces.length, durationMs: Date.now() - startedAtMs },
-      'identify request replied to',
-    );
+    if (dependencies.logger.isLevelEnabled('debug')) {
+      logger().debug(
+        { faces: data.faces.length, durationMs: Date.now() - startedAtMs },
+        'identify request replied to',
+      );
+    }
     return 'replied';
   };
 }
@@ -84,19 +86,19 @@ async function replyWithError(
   attempt: number,
   error: unknown,
   redis: Redis,
-  logger: Logger,
+  logger: () => Logger,
 ): Promise<MatchOutcome> {
   const inputError = isFaceGateError(error) && !error.retryable;
   const lastAttempt = attempt >= MATCH_ATTEMPTS;
   const serialized = serializeError(error);
 
   if (inputError) {
-    logger.warn(
+    logger().warn(
       { code: serialized.code, message: serialized.message },
       'identify request rejected',
     );
   } else {
-    logger.error(
+    logger().error(
       { err: error, code: serialized.code, attempt, attempts: MATCH_ATTEMPTS },
       lastAttempt ? 'identify request failed' : 'identify request failed; it is retried',
     );
@@ -110,7 +112,7 @@ async function replyWithError(
       error: serialized,
     });
   } catch (publishError) {
-    logger.error(
+    logger().error(
       { err: publishError, code: serialized.code },
       'publishing the error reply failed; the gateway times out instead',
     );
