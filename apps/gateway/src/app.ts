@@ -124,6 +124,18 @@ function withGatewayTimings(result: unknown, uploadMs: number, totalMs: number):
   return result;
 }
 
+/**
+ * Sends `body` as JSON like response.json, without the ETag that Express computes by hashing
+ * every body. The results of the POST routes are never requested again, so the hash is wasted.
+ */
+function sendJson(response: Response, body: unknown, status = 200): void {
+  const text = JSON.stringify(body);
+  response.statusCode = status;
+  response.setHeader('Content-Type', 'application/json; charset=utf-8');
+  response.setHeader('Content-Length', Buffer.byteLength(text));
+  response.end(text);
+}
+
 function notFound(what: string): FaceGateError {
   return new FaceGateError('NOT_FOUND', `${what} does not exist`);
 }
@@ -347,7 +359,7 @@ export function createApp(deps: GatewayDeps): express.Express {
     const result = await dispatcher.request('detect', request.requestId, [images.get('image')!], {
       params: { minScore: query.min_score, maxFaces: query.limit },
     });
-    response.json(result);
+    sendJson(response, result);
   });
 
   app.post('/api/v1/recognize', guard('recognize'), async (request, response) => {
@@ -372,7 +384,7 @@ export function createApp(deps: GatewayDeps): express.Express {
       },
     );
     deps.matchLogger?.record(actorOf(request), result as RecognizeResult);
-    response.json(withGatewayTimings(result, uploadMs, performance.now() - arrived));
+    sendJson(response, withGatewayTimings(result, uploadMs, performance.now() - arrived));
   });
 
   app.post('/api/v1/verify', guard('recognize'), async (request, response) => {
@@ -413,7 +425,7 @@ export function createApp(deps: GatewayDeps): express.Express {
       visitorId,
       threshold,
     });
-    response.json(result);
+    sendJson(response, result);
   });
 
   app.post('/api/v1/visitors', guard('enrol'), noQuery, async (request, response) => {
@@ -582,13 +594,17 @@ export function createApp(deps: GatewayDeps): express.Express {
     if (serialized.code === 'QUEUE_FULL' || serialized.status === 503)
       response.setHeader('Retry-After', '1');
     if (!response.headersSent) {
-      response.status(serialized.status).json({
-        error: {
-          code: serialized.code,
-          message: serialized.message,
-          details: serialized.details,
+      sendJson(
+        response,
+        {
+          error: {
+            code: serialized.code,
+            message: serialized.message,
+            details: serialized.details,
+          },
         },
-      });
+        serialized.status,
+      );
     }
   });
 
