@@ -189,6 +189,7 @@ function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** Rounds to microseconds, as the inference workers round their stage timings. */
 function roundMs(ms: number): number {
-  return Math.round(ms * 10) / 10;
+  return Math.round(ms * 1000) / 1000;
 }
