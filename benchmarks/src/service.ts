@@ -5,8 +5,10 @@
 // the Python peer in ../shared/peers through its own bench.sh, one after the
 // other on the same machine. Prints loadgen's figures, the server CPU per request
 // of the stack's processes, and the CPU limit (cores / in-process per-image cost)
-// measured in this run. Then it prints the CPU per request of each process, with
-// PostgreSQL, Redis and the load generator itself.
+// measured in this run, also with the in-process search of the same gallery (the
+// matcher's index built in this process) added to the per-image cost. Then it
+// prints the CPU per request of each process, with PostgreSQL, Redis and the load
+// generator itself.
 // Options: --gallery N, --requests1 N, --requests16 N, --workers N (inference
 // worker processes, default 1 as in npm start), --skip-peer. INFERENCE_THREADS and
 // INFERENCE_CONCURRENCY from the environment reach the workers.
@@ -18,6 +20,7 @@ import { performance } from 'node:perf_hooks';
 
 import { findRepoRoot, loadConfig } from '@facegate/config';
 import { createDatabase, encodeEmbedding, migrate } from '@facegate/db';
+import { FaceIndex } from '@facegate/index';
 import { Stack } from '@facegate/testing';
 import {
   ATOMIC_GC_FLAG,
@@ -153,6 +156,40 @@ async function inProcessCostMs(): Promise<number> {
   return cost;
 }
 
+/**
+ * Builds the matcher's index (same settings) over the same `count` vectors in this process,
+ * yielding every 1,000 faces so that the stack starts meanwhile.
+ */
+async function buildReferenceIndex(count: number): Promise<FaceIndex> {
+  const config = modelConfig();
+  const index = new FaceIndex({
+    modelId: EMBEDDER_MODELS[config.faceEmbedder],
+    dim: 128,
+    M: config.hnswM,
+    efConstruction: config.hnswEfConstruction,
+    ef: config.hnswEf,
+    initialCapacity: count,
+    exactSearchMaxFaces: config.exactSearchMaxFaces,
+  });
+  let faceId = 0;
+  for (const vector of randomUnitVectors(count, 128, 1)) {
+    faceId += 1;
+    index.add(faceId, `visitor-${faceId}`, vector);
+    if (faceId % 1000 === 0) await new Promise((resolve) => setImmediate(resolve));
+  }
+  return index;
+}
+
+/** Returns the mean time of one identification search (k = 1, the matcher's scoring) over `queries` random unit vectors. */
+function searchCostMs(index: FaceIndex, queries: number): number {
+  const { identifyScoring } = modelConfig();
+  const probes = [...randomUnitVectors(queries + 50, 128, 2)];
+  for (const probe of probes.slice(0, 50)) index.search(probe, { scoring: identifyScoring });
+  const started = performance.now();
+  for (const probe of probes.slice(50)) index.search(probe, { scoring: identifyScoring });
+  return (performance.now() - started) / queries;
+}
+
 function row(
   name: string,
   concurrency: number,
@@ -175,6 +212,8 @@ async function main(): Promise<void> {
   const cores = cpus().length;
   const rows: string[] = [];
   const breakdowns: string[] = [];
+  let searchMs = NaN;
+  let throughput16 = NaN;
 
   const costMs = await inProcessCostMs();
   console.log(
@@ -193,13 +232,18 @@ async function main(): Promise<void> {
   console.log(`gallery: ${gallery} random unit vectors inserted in ${fillSeconds.toFixed(1)} s`);
   try {
     const started = performance.now();
-    await stack.start({
+    const starting = stack.start({
       workers: option('workers', 1),
       env: { LOG_LEVEL: 'warn' },
       readyTimeoutMs: 900_000,
     });
+    // Built on the core that the matcher's own build leaves free, and timed once the stack is idle.
+    const reference = await buildReferenceIndex(gallery);
+    await starting;
+    searchMs = searchCostMs(reference, 500);
     console.log(
-      `stack ready (index built from PostgreSQL) in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+      `stack ready (index built from PostgreSQL) in ${((performance.now() - started) / 1000).toFixed(1)} s; ` +
+        `in-process search ${searchMs.toFixed(3)} ms per query`,
     );
     const url = `${stack.url}/api/v1/recognize`;
     for (const [concurrency, requests] of [
@@ -218,6 +262,7 @@ async function main(): Promise<void> {
       let stackMs = 0;
       for (const name of stack.processes.keys()) stackMs += perRequest.get(name) ?? 0;
       rows.push(row('facegate', concurrency, result, stackMs));
+      if (concurrency === 16) throughput16 = result.throughput_rps;
       breakdowns.push(
         `concurrency ${concurrency}: ` +
           [...perRequest].map(([name, ms]) => `${name} ${ms.toFixed(2)}`).join(', '),
@@ -274,6 +319,15 @@ async function main(): Promise<void> {
   for (const line of rows) console.log(line);
   console.log(
     `CPU limit: ${((cores * 1000) / costMs).toFixed(1)} requests/s (${cores} cores / ${costMs.toFixed(2)} ms in-process per image)`,
+  );
+  // Recognising an image includes searching the gallery: the second limit adds the in-process
+  // search to the in-process pipeline.
+  const withSearchMs = costMs + searchMs;
+  console.log(
+    `CPU limit with the search: ${((cores * 1000) / withSearchMs).toFixed(1)} requests/s (${cores} cores / (${costMs.toFixed(2)} + ${searchMs.toFixed(3)} ms in-process search))`,
+  );
+  console.log(
+    `share of the CPU limit at concurrency 16: ${((100 * throughput16 * costMs) / (cores * 1000)).toFixed(1)} % (pipeline only), ${((100 * throughput16 * withSearchMs) / (cores * 1000)).toFixed(1)} % (with the search)`,
   );
   console.log('facegate CPU ms per request by process (user + system):');
   for (const line of breakdowns) console.log(`  ${line}`);
