@@ -4,11 +4,11 @@
 // the whole stack (gateway, inference workers, matcher) started here, then
 // the Python peer in ../shared/peers through its own bench.sh, one after the
 // other on the same machine. Prints loadgen's figures, the server CPU per request
-// of the stack's processes, and the CPU limit (cores / in-process per-image cost)
-// measured in this run, also with the in-process search of the same gallery (the
-// matcher's index built in this process) added to the per-image cost. Then it
-// prints the CPU per request of each process, with PostgreSQL, Redis and the load
-// generator itself.
+// of the stack's processes, and the CPU limit (cores / in-process per-image cost,
+// timed right before and after the concurrency-16 phase), also with the in-process
+// search of the same gallery (the matcher's index built in this process) added to
+// the per-image cost. Then it prints the CPU per request of each process, with
+// PostgreSQL, Redis and the load generator itself.
 // Options: --gallery N, --requests1 N, --requests16 N, --workers N (inference
 // worker processes, default 1 as in npm start), --skip-peer. INFERENCE_THREADS and
 // INFERENCE_CONCURRENCY from the environment reach the workers.
@@ -144,16 +144,13 @@ function modelConfig(): ReturnType<typeof loadConfig> {
   });
 }
 
-async function inProcessCostMs(): Promise<number> {
-  const pipeline = await FacePipeline.create(modelConfig());
+/** Returns the mean time of `runs` in-process analyses of the benchmark image, after a warm-up. */
+async function pipelineCostMs(pipeline: FacePipeline, runs: number): Promise<number> {
   const bytes = readFileSync(image);
   for (let i = 0; i < 30; i += 1) await pipeline.analyze(bytes);
-  const runs = 300;
   const started = performance.now();
   for (let i = 0; i < runs; i += 1) await pipeline.analyze(bytes);
-  const cost = (performance.now() - started) / runs;
-  await pipeline.close();
-  return cost;
+  return (performance.now() - started) / runs;
 }
 
 /**
@@ -212,12 +209,15 @@ async function main(): Promise<void> {
   const cores = cpus().length;
   const rows: string[] = [];
   const breakdowns: string[] = [];
-  let searchMs = NaN;
   let throughput16 = NaN;
+  // The machine's speed drifts by tens of percent within minutes here, so the references
+  // for concurrency 16 are timed right before and right after that phase.
+  const bracket: { pipelineMs: number[]; searchMs: number[] } = { pipelineMs: [], searchMs: [] };
 
-  const costMs = await inProcessCostMs();
+  const pipeline = await FacePipeline.create(modelConfig());
+  const startMs = await pipelineCostMs(pipeline, 300);
   console.log(
-    `in-process pipeline cost: ${costMs.toFixed(2)} ms per image on one thread; CPU limit ${((cores * 1000) / costMs).toFixed(1)} requests/s on ${cores} cores`,
+    `in-process pipeline cost: ${startMs.toFixed(2)} ms per image on one thread; CPU limit ${((cores * 1000) / startMs).toFixed(1)} requests/s on ${cores} cores`,
   );
 
   const stack = new Stack();
@@ -240,17 +240,21 @@ async function main(): Promise<void> {
     // Built on the core that the matcher's own build leaves free, and timed once the stack is idle.
     const reference = await buildReferenceIndex(gallery);
     await starting;
-    searchMs = searchCostMs(reference, 500);
     console.log(
       `stack ready (index built from PostgreSQL) in ${((performance.now() - started) / 1000).toFixed(1)} s; ` +
-        `in-process search ${searchMs.toFixed(3)} ms per query`,
+        `in-process search ${searchCostMs(reference, 500).toFixed(3)} ms per query`,
     );
+    const timeReferences = async (): Promise<void> => {
+      bracket.pipelineMs.push(await pipelineCostMs(pipeline, 150));
+      bracket.searchMs.push(searchCostMs(reference, 500));
+    };
     const url = `${stack.url}/api/v1/recognize`;
     for (const [concurrency, requests] of [
       [1, requests1],
       [16, requests16],
     ] as const) {
       loadgen(url, concurrency, warmup, 0);
+      if (concurrency === 16) await timeReferences();
       const before = await cpuSnapshot(stack);
       const loadgenBefore = await exitedChildrenCpuSeconds();
       const result = loadgen(url, concurrency, requests, 0);
@@ -262,7 +266,10 @@ async function main(): Promise<void> {
       let stackMs = 0;
       for (const name of stack.processes.keys()) stackMs += perRequest.get(name) ?? 0;
       rows.push(row('facegate', concurrency, result, stackMs));
-      if (concurrency === 16) throughput16 = result.throughput_rps;
+      if (concurrency === 16) {
+        throughput16 = result.throughput_rps;
+        await timeReferences();
+      }
       breakdowns.push(
         `concurrency ${concurrency}: ` +
           [...perRequest].map(([name, ms]) => `${name} ${ms.toFixed(2)}`).join(', '),
@@ -270,6 +277,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await stack.stopAll();
+    await pipeline.close();
   }
 
   if (
@@ -317,17 +325,22 @@ async function main(): Promise<void> {
   );
   console.log('|---|---|---|---|---|---|---|---|---|');
   for (const line of rows) console.log(line);
+  const mean = (values: number[]): number =>
+    values.reduce((sum, value) => sum + value, 0) / values.length;
+  const costMs = mean(bracket.pipelineMs);
+  const withSearchMs = costMs + mean(bracket.searchMs);
+  const limit = (ms: number): string => ((cores * 1000) / ms).toFixed(1);
+  const share = (ms: number): string => ((100 * throughput16 * ms) / (cores * 1000)).toFixed(1);
   console.log(
-    `CPU limit: ${((cores * 1000) / costMs).toFixed(1)} requests/s (${cores} cores / ${costMs.toFixed(2)} ms in-process per image)`,
+    `in-process references around concurrency 16: pipeline ${bracket.pipelineMs.map((ms) => ms.toFixed(2)).join(' and ')} ms, ` +
+      `search ${bracket.searchMs.map((ms) => ms.toFixed(3)).join(' and ')} ms`,
   );
-  // Recognising an image includes searching the gallery: the second limit adds the in-process
-  // search to the in-process pipeline.
-  const withSearchMs = costMs + searchMs;
   console.log(
-    `CPU limit with the search: ${((cores * 1000) / withSearchMs).toFixed(1)} requests/s (${cores} cores / (${costMs.toFixed(2)} + ${searchMs.toFixed(3)} ms in-process search))`,
+    `CPU limit: ${limit(costMs)} requests/s (${cores} cores / ${costMs.toFixed(2)} ms in-process per image); ` +
+      `with the search (recognising an image includes it): ${limit(withSearchMs)} requests/s (${withSearchMs.toFixed(2)} ms)`,
   );
   console.log(
-    `share of the CPU limit at concurrency 16: ${((100 * throughput16 * costMs) / (cores * 1000)).toFixed(1)} % (pipeline only), ${((100 * throughput16 * withSearchMs) / (cores * 1000)).toFixed(1)} % (with the search)`,
+    `share of the CPU limit at concurrency 16: ${share(costMs)} % (pipeline only), ${share(withSearchMs)} % (with the search)`,
   );
   console.log('facegate CPU ms per request by process (user + system):');
   for (const line of breakdowns) console.log(`  ${line}`);
