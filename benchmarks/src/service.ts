@@ -4,10 +4,10 @@
 // the whole stack (gateway, inference workers, matcher) started here, then
 // the Python peer in ../shared/peers through its own bench.sh, one after the
 // other on the same machine. Prints loadgen's figures, the server CPU per request
-// of the stack's processes, and the CPU limit (cores / in-process per-image cost,
-// timed right before and after the concurrency-16 phase), also with the in-process
-// search of the same gallery (the matcher's index built in this process) added to
-// the per-image cost. Then it prints the CPU per request of each process, with
+// of the stack's processes, and the CPU limit: cores / in-process per-image cost,
+// timed right before and after the concurrency-16 phase. A second limit adds the
+// in-process search of the same gallery (the matcher's index, built in this
+// process) to that cost. Then it prints the CPU per request of each process, with
 // PostgreSQL, Redis and the load generator itself.
 // Options: --gallery N, --requests1 N, --requests16 N, --workers N (inference
 // worker processes, default 1 as in npm start), --skip-peer. INFERENCE_THREADS and
