@@ -44,7 +44,10 @@ export interface HandlerContext {
   db: Database;
 }
 
-/** A job's outcome: a result for the gateway, or an identify request for the matchers, which answer it. */
+/**
+ * A job's outcome: a result for the gateway, or an identify request for the matchers, which
+ * then reply to the gateway.
+ */
 export type HandlerOutcome = { reply: unknown } | { forward: MatchJob };
 
 const round = (value: number, digits = 3): number =>
@@ -261,7 +264,7 @@ export function blobKeysOf(job: InferenceJob): string[] {
 /**
  * Sends a job's outcome (the reply to the gateway, or the identify request to the matchers)
  * and deletes the job's images, in one round trip. The commands run as one transaction, so
- * that when Redis refuses one of them (out of memory, say) the images stay for the retry.
+ * that when Redis rejects it (out of memory, say) the images stay for the retry.
  */
 export async function finishJob(
   redis: Redis,
