@@ -228,8 +228,19 @@ export async function readImages(
       throw new FaceGateError('INVALID_REQUEST', 'the JSON body must be an object');
     }
     for (const [key, value] of Object.entries(parsed as Record<string, unknown>)) {
-      if (all.includes(key)) images.set(key, decodeBase64(value, key));
-      else fields[key] = value;
+      if (!all.includes(key)) {
+        fields[key] = value;
+        continue;
+      }
+      const bytes = decodeBase64(value, key);
+      // The same limit and code as a raw or multipart upload of these bytes.
+      if (bytes.length > limits.maxImageBytes) {
+        throw new FaceGateError(
+          'PAYLOAD_TOO_LARGE',
+          `image '${key}' is ${bytes.length} bytes once decoded from base64; the limit is ${limits.maxImageBytes} bytes (MAX_IMAGE_BYTES)`,
+        );
+      }
+      images.set(key, bytes);
     }
   } else if (type === '') {
     // A chunked body shows whether it is empty only once it ends.

@@ -148,6 +148,15 @@ describe(
         'PAYLOAD_TOO_LARGE',
       ],
       [
+        // One byte over the default MAX_IMAGE_BYTES, so the JSON body itself is within its limit.
+        'oversize base64 image',
+        async () => ({
+          json: { image: Buffer.alloc(10 * 1024 * 1024 + 1, 0xff).toString('base64') },
+        }),
+        413,
+        'PAYLOAD_TOO_LARGE',
+      ],
+      [
         'HEIC photo',
         async () => ({ image: await photo('edge/odd_format/IMG_2682.heic') }),
         415,
