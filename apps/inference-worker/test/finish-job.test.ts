@@ -4,6 +4,7 @@ import { type TestContext, test } from 'node:test';
 
 import {
   type InferenceJob,
+  type KeyNames,
   type MatchJob,
   createRedis,
   keyNames,
@@ -28,7 +29,8 @@ function recognizeJob(blobKey: string, replyTo: string): InferenceJob {
   };
 }
 
-async function setUp(t: TestContext): Promise<{ redis: Redis; prefix: string }> {
+/** Connects to Redis under a fresh key prefix and stores one image blob there. */
+async function setUp(t: TestContext): Promise<{ redis: Redis; keys: KeyNames; blobKey: string }> {
   const redis = createRedis(REDIS_URL);
   const prefix = `facegate-test-${randomBytes(4).toString('hex')}`;
   t.after(async () => {
@@ -40,14 +42,14 @@ async function setUp(t: TestContext): Promise<{ redis: Redis; prefix: string }> 
     }
   });
   await waitForRedis(redis);
-  return { redis, prefix };
-}
-
-test('forward: entry added, image deleted', async (t) => {
-  const { redis, prefix } = await setUp(t);
   const keys = keyNames(prefix);
   const blobKey = keys.blob(randomUUID());
   await redis.set(blobKey, Buffer.from('jpeg bytes'));
+  return { redis, keys, blobKey };
+}
+
+test('forward: entry added, image deleted', async (t) => {
+  const { redis, keys, blobKey } = await setUp(t);
   const job = recognizeJob(blobKey, keys.replyChannel('gateway-1'));
   const forward: MatchJob = {
     kind: 'identify',
@@ -73,10 +75,7 @@ test('forward: entry added, image deleted', async (t) => {
 });
 
 test('reply: published, image deleted', async (t) => {
-  const { redis, prefix } = await setUp(t);
-  const keys = keyNames(prefix);
-  const blobKey = keys.blob(randomUUID());
-  await redis.set(blobKey, Buffer.from('jpeg bytes'));
+  const { redis, keys, blobKey } = await setUp(t);
   const job = recognizeJob(blobKey, keys.replyChannel('gateway-2'));
   const subscriber = createRedis(REDIS_URL);
   t.after(() => subscriber.disconnect());
@@ -98,10 +97,7 @@ test('reply: published, image deleted', async (t) => {
 });
 
 test('failed command rejects finishJob', async (t) => {
-  const { redis, prefix } = await setUp(t);
-  const keys = keyNames(prefix);
-  const blobKey = keys.blob(randomUUID());
-  await redis.set(blobKey, Buffer.from('jpeg bytes'));
+  const { redis, keys, blobKey } = await setUp(t);
   // A string where the stream should be: XADD fails with WRONGTYPE.
   await redis.set(keys.matchStream, 'not a stream');
   const job = recognizeJob(blobKey, keys.replyChannel('gateway-3'));
