@@ -38,7 +38,7 @@ export interface MatchDelivery {
 /** A stream entry as read, whose job is undefined when the entry cannot be parsed. */
 export type MatchEntry = Omit<MatchDelivery, 'job'> & { job: MatchJob | undefined };
 
-/** The XADD arguments that add an identify request; `attempt` is above 1 for a retry. */
+/** Returns the XADD arguments that add an identify request (`attempt` is above 1 for a retry). */
 export function matchEntryArguments(keys: KeyNames, job: MatchJob, attempt = 1): string[] {
   return [
     keys.matchStream,
