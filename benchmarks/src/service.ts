@@ -210,7 +210,7 @@ async function main(): Promise<void> {
   const rows: string[] = [];
   const breakdowns: string[] = [];
   let throughput16 = NaN;
-  // The machine's speed drifts by tens of percent within minutes here, so the references
+  // The development machine's speed drifted by up to 2x within minutes, so the references
   // for concurrency 16 are timed right before and right after that phase.
   const bracket: { pipelineMs: number[]; searchMs: number[] } = { pipelineMs: [], searchMs: [] };
 

@@ -126,7 +126,8 @@ function withGatewayTimings(result: unknown, uploadMs: number, totalMs: number):
 
 /**
  * Sends `body` as JSON like response.json, without the ETag that Express computes by hashing
- * every body. The results of the POST routes are never requested again, so the hash is wasted.
+ * every body. Express checks an ETag only for successful GET and HEAD requests, so for POST
+ * results and errors the hash is wasted.
  */
 function sendJson(response: Response, body: unknown, status = 200): void {
   const text = JSON.stringify(body);

@@ -265,6 +265,7 @@ export function blobKeysOf(job: InferenceJob): string[] {
  * Sends a job's outcome (the reply to the gateway, or the identify request to the matchers)
  * and deletes the job's images, in one round trip. The commands run as one transaction, so
  * that when Redis rejects it (out of memory, say) the images stay for the retry.
+ * NOTE: a command that fails while the transaction runs (WRONGTYPE) does not stop the DEL.
  */
 export async function finishJob(
   redis: Redis,

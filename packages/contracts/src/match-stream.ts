@@ -53,7 +53,7 @@ export function matchEntryArguments(keys: KeyNames, job: MatchJob, attempt = 1):
   ];
 }
 
-/** Adds an identify request; `attempt` is above 1 for a retry. Returns the entry id. */
+/** Adds an identify request (`attempt` is above 1 for a retry) and returns the entry id. */
 export async function addMatchJob(
   redis: Redis,
   keys: KeyNames,
