@@ -18,7 +18,12 @@ export type {
 export { DEFAULT_CLAIM_IDLE_MS, MatchConsumer } from './match-consumer.js';
 export type { MatchConsumerOptions } from './match-consumer.js';
 export { createMatchProcessor } from './match-job.js';
-export type { MatchInput, MatchJobDependencies, MatchOutcome } from './match-job.js';
+export type {
+  MatchInput,
+  MatchJobDependencies,
+  MatchOutcome,
+  MatchSettlement,
+} from './match-job.js';
 export { embedderModel } from './models.js';
 export { DEFAULT_VISITOR_CACHE_ENTRIES, VisitorCache } from './visitor-cache.js';
 export type { VisitorLookup, VisitorName } from './visitor-cache.js';

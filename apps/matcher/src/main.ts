@@ -189,7 +189,6 @@ async function startConsumer(
     index: service,
     db,
     visitors,
-    redis,
     logger,
     identifyThreshold: config.identifyThreshold,
     onAnswered: (timings) =>

@@ -1,24 +1,18 @@
 /**
  * Reads identify requests from the match stream as one consumer of the matchers' group,
- * processes up to `concurrency` at once, and acknowledges each once its reply is published. A
- * request that failed for a reason other than its input goes back on the stream once. The
- * requests of a matcher that stopped without acknowledging them are claimed by the others
- * after `claimIdleMs`.
+ * processes up to `concurrency` at once, and publishes each reply in the transaction that
+ * acknowledges its request. A request that failed for a reason other than its input goes
+ * back on the stream once. The requests of a matcher that stopped without acknowledging them
+ * are claimed by the others after `claimIdleMs`.
  */
 import type { KeyNames } from '@facegate/contracts';
-import {
-  MATCH_ATTEMPTS,
-  MATCH_GROUP,
-  addMatchJob,
-  parseMatchEntry,
-  publishReply,
-} from '@facegate/contracts';
+import { MATCH_ATTEMPTS, MATCH_GROUP, addMatchJob, parseMatchEntry } from '@facegate/contracts';
 import { FaceGateError, serializeError } from '@facegate/errors';
 import type { Logger } from '@facegate/logger';
 import type { Redis } from 'ioredis';
 
 import { FailureLog } from './failure-log.js';
-import type { MatchInput, MatchOutcome } from './match-job.js';
+import type { MatchInput, MatchOutcome, MatchSettlement } from './match-job.js';
 
 /**
  * Default time after which a request delivered to a silent matcher is taken over. Checked
@@ -34,14 +28,14 @@ type StreamEntry = [id: string, fields: string[] | null];
 export interface MatchConsumerOptions {
   /** Connection for the blocking reads, and nothing else: close() disconnects it. */
   reader: Redis;
-  /** Connection for acknowledgements, retries and claims. */
+  /** Connection for replies, acknowledgements, retries and claims. */
   redis: Redis;
   keys: KeyNames;
   /** Consumer name, unique among the running matchers. */
   name: string;
   /** Requests processed at once. */
   concurrency: number;
-  process(delivery: MatchInput): Promise<MatchOutcome>;
+  process(delivery: MatchInput): Promise<MatchSettlement>;
   logger: Logger;
   claimIdleMs?: number;
   /** Wait before a failed request goes back on the stream. */
@@ -175,12 +169,14 @@ export class MatchConsumer {
 
   async #settle(delivery: MatchInput): Promise<void> {
     const { redis, keys, logger, retryDelayMs } = this.#options;
-    const outcome = await this.#options.process(delivery).catch((error: unknown) => {
-      logger.error({ err: error, entryId: delivery.id }, 'identify request processing failed');
-      return 'failed' as const;
-    });
-    this.#options.onOutcome?.(outcome);
-    if (outcome === 'retry' && delivery.job) {
+    const settlement = await this.#options
+      .process(delivery)
+      .catch((error: unknown): MatchSettlement => {
+        logger.error({ err: error, entryId: delivery.id }, 'identify request processing failed');
+        return { outcome: 'failed' };
+      });
+    this.#options.onOutcome?.(settlement.outcome);
+    if (settlement.outcome === 'retry' && delivery.job) {
       await sleep(retryDelayMs);
       try {
         await addMatchJob(redis, keys, delivery.job, delivery.attempt + 1);
@@ -190,20 +186,30 @@ export class MatchConsumer {
         return;
       }
     }
-    await this.#acknowledge([delivery.id]);
+    await this.#acknowledge([delivery.id], settlement.reply);
   }
 
-  async #acknowledge(ids: string[]): Promise<void> {
+  /**
+   * Acknowledges and deletes the entries, and publishes `reply` in the same transaction: one
+   * round trip, and a reply that is not published leaves its request pending for a claim.
+   */
+  async #acknowledge(ids: string[], reply?: MatchSettlement['reply']): Promise<void> {
     const { redis, keys, logger } = this.#options;
+    const transaction = redis.multi();
+    if (reply) transaction.publish(reply.channel, JSON.stringify(reply.message));
     try {
-      await redis
-        .multi()
+      await transaction
         .xack(keys.matchStream, MATCH_GROUP, ...ids)
         .xdel(keys.matchStream, ...ids)
         .exec();
     } catch (error) {
       // The entries stay pending, so a claim processes them again: a second reply at worst.
-      logger.warn({ err: error, entryIds: ids }, 'acknowledging identify requests failed');
+      logger.warn(
+        { err: error, entryIds: ids },
+        reply
+          ? 'publishing a reply and acknowledging its request failed; the request is taken over later'
+          : 'acknowledging identify requests failed',
+      );
     }
   }
 
@@ -266,26 +272,28 @@ export class MatchConsumer {
    * acknowledges it, so that a request that crashes matchers is not passed on for ever.
    */
   async #giveUp(entry: MatchInput, deliveries: number): Promise<void> {
-    const { redis, logger } = this.#options;
+    const { logger } = this.#options;
     logger.error(
       { entryId: entry.id, deliveries, correlationId: entry.job?.correlationId },
       'identify request delivered on every attempt without a reply; replying with an error',
     );
+    let reply: MatchSettlement['reply'];
     if (entry.job?.replyTo && entry.job.correlationId) {
       const error = new FaceGateError(
         'INTERNAL',
         `the identify request was delivered ${deliveries} times and no matcher replied`,
       );
-      await publishReply(redis, entry.job.replyTo, {
-        correlationId: entry.job.correlationId,
-        ok: false,
-        error: serializeError(error),
-      }).catch((publishError: unknown) =>
-        logger.error({ err: publishError, entryId: entry.id }, 'publishing the error reply failed'),
-      );
+      reply = {
+        channel: entry.job.replyTo,
+        message: {
+          correlationId: entry.job.correlationId,
+          ok: false,
+          error: serializeError(error),
+        },
+      };
     }
     this.#options.onOutcome?.('failed');
-    await this.#acknowledge([entry.id]);
+    await this.#acknowledge([entry.id], reply);
   }
 
   async #removeStaleConsumers(): Promise<void> {

@@ -1,31 +1,35 @@
 /**
- * Processing of one identify request from the match stream: identify, publish the reply on
- * the gateway's channel, and decide whether a failure is retried.
+ * Processing of one identify request from the match stream: identify, build the reply for the
+ * gateway's channel, and decide whether a failure is retried. The consumer publishes the reply
+ * in the transaction that acknowledges the request.
  */
 import type { MatchEntry, MatchJob, Reply } from '@facegate/contracts';
-import { MATCH_ATTEMPTS, publishReply } from '@facegate/contracts';
+import { MATCH_ATTEMPTS } from '@facegate/contracts';
 import { isFaceGateError, serializeError } from '@facegate/errors';
 import { type Logger, lazyChild } from '@facegate/logger';
-import type { Redis } from 'ioredis';
 
 import type { IdentifyDependencies } from './identify.js';
 import { identify } from './identify.js';
 
 export interface MatchJobDependencies extends IdentifyDependencies {
-  /** Connection that publishes replies (not a blocking or subscriber connection). */
-  redis: Redis;
   logger: Logger;
-  /** Called with the timings of every request whose result is published (metrics). */
+  /** Called with the timings of every request that gets a result (metrics). */
   onAnswered?: (timings: Record<string, number>) => void;
 }
 
 /**
- * The end of a request. `replied`: its result is published. `rejected`: the request is
- * invalid, and the error is published when it has a reply address. `retry`: a failure that
- * is not the input's, before the last attempt, with nothing published. `failed`: such a
- * failure on the last attempt, with the error published.
+ * The end of a request. `replied`: its result is the reply. `rejected`: the request is
+ * invalid, and the error is the reply when it has a reply address. `retry`: a failure that
+ * is not the input's, before the last attempt, with no reply. `failed`: such a failure on
+ * the last attempt, with the error as the reply.
  */
 export type MatchOutcome = 'replied' | 'rejected' | 'retry' | 'failed';
+
+/** Outcome of a request, with the reply to publish on the gateway's channel, if any. */
+export interface MatchSettlement {
+  outcome: MatchOutcome;
+  reply?: { channel: string; message: Reply };
+}
 
 /** A delivery as read from the stream, whose job may be unreadable. */
 export type MatchInput = MatchEntry;
@@ -33,7 +37,7 @@ export type MatchInput = MatchEntry;
 /** Returns the processor of identify requests. It settles with an outcome and never rejects. */
 export function createMatchProcessor(
   dependencies: MatchJobDependencies,
-): (delivery: MatchInput) => Promise<MatchOutcome> {
+): (delivery: MatchInput) => Promise<MatchSettlement> {
   return async (delivery) => {
     const startedAtMs = Date.now();
     const data = delivery.job;
@@ -44,50 +48,39 @@ export function createMatchProcessor(
     });
     if (typeof data?.replyTo !== 'string' || typeof data.correlationId !== 'string') {
       logger().error('identify request without replyTo or correlationId dropped');
-      return 'rejected';
+      return { outcome: 'rejected' };
     }
 
-    let reply: Reply;
     try {
       const result = await identify(data, dependencies, logger);
       // The inference queue wait arrives as queueWaitMs; this is the wait in the match stream.
       result.timings.matchQueueWaitMs = Math.max(0, startedAtMs - delivery.enqueuedAt);
       dependencies.onAnswered?.(result.timings);
-      reply = { correlationId: data.correlationId, ok: true, result };
+      if (dependencies.logger.isLevelEnabled('debug')) {
+        logger().debug(
+          { faces: data.faces.length, durationMs: Date.now() - startedAtMs },
+          'identify request answered',
+        );
+      }
+      return {
+        outcome: 'replied',
+        reply: {
+          channel: data.replyTo,
+          message: { correlationId: data.correlationId, ok: true, result },
+        },
+      };
     } catch (error) {
-      return replyWithError(data, delivery.attempt, error, dependencies.redis, logger);
+      return errorSettlement(data, delivery.attempt, error, logger);
     }
-
-    try {
-      await publishReply(dependencies.redis, data.replyTo, reply);
-    } catch (error) {
-      // The gateway is still waiting: another attempt may publish it.
-      const last = delivery.attempt >= MATCH_ATTEMPTS;
-      logger().error(
-        { err: error, attempt: delivery.attempt },
-        last
-          ? 'publishing the reply failed; the gateway times out instead'
-          : 'publishing the reply failed; the request is retried',
-      );
-      return last ? 'failed' : 'retry';
-    }
-    if (dependencies.logger.isLevelEnabled('debug')) {
-      logger().debug(
-        { faces: data.faces.length, durationMs: Date.now() - startedAtMs },
-        'identify request replied to',
-      );
-    }
-    return 'replied';
   };
 }
 
-async function replyWithError(
+function errorSettlement(
   job: MatchJob,
   attempt: number,
   error: unknown,
-  redis: Redis,
   logger: () => Logger,
-): Promise<MatchOutcome> {
+): MatchSettlement {
   const inputError = isFaceGateError(error) && !error.retryable;
   const lastAttempt = attempt >= MATCH_ATTEMPTS;
   const serialized = serializeError(error);
@@ -103,19 +96,13 @@ async function replyWithError(
       lastAttempt ? 'identify request failed' : 'identify request failed; it is retried',
     );
   }
-  if (!inputError && !lastAttempt) return 'retry';
+  if (!inputError && !lastAttempt) return { outcome: 'retry' };
 
-  try {
-    await publishReply(redis, job.replyTo, {
-      correlationId: job.correlationId,
-      ok: false,
-      error: serialized,
-    });
-  } catch (publishError) {
-    logger().error(
-      { err: publishError, code: serialized.code },
-      'publishing the error reply failed; the gateway times out instead',
-    );
-  }
-  return inputError ? 'rejected' : 'failed';
+  return {
+    outcome: inputError ? 'rejected' : 'failed',
+    reply: {
+      channel: job.replyTo,
+      message: { correlationId: job.correlationId, ok: false, error: serialized },
+    },
+  };
 }

@@ -1,5 +1,5 @@
-// The match stream consumer against the local Redis: acknowledgement, retries, taking
-// over the requests of a matcher that stopped, a lost group, and shutdown. The processor
+// The match stream consumer against the local Redis: replies and acknowledgement, retries,
+// taking over the requests of a matcher that stopped, a lost group, and shutdown. The processor
 // is a stand-in that records what it is given; identify itself is tested elsewhere.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -9,7 +9,7 @@ import type { MatchJob, Reply } from '@facegate/contracts';
 import { MATCH_GROUP, addMatchJob, createRedis, keyNames } from '@facegate/contracts';
 import type { Redis } from 'ioredis';
 
-import type { MatchInput, MatchOutcome } from '../src/index.js';
+import type { MatchInput, MatchOutcome, MatchSettlement } from '../src/index.js';
 import { MatchConsumer } from '../src/index.js';
 import { REDIS_URL, silentLogger, subscribeReplies, uniqueName, waitUntil } from './helpers.js';
 
@@ -49,9 +49,11 @@ function matchJob(): MatchJob {
   };
 }
 
-/** Starts a consumer whose processor records each delivery and returns the outcome `outcomes` gives. */
+/** Starts a consumer whose processor records each delivery and returns what `outcomes` returns for it. */
 async function startConsumer(
-  outcomes: (delivery: MatchInput) => MatchOutcome | Promise<MatchOutcome>,
+  outcomes: (
+    delivery: MatchInput,
+  ) => MatchOutcome | MatchSettlement | Promise<MatchOutcome | MatchSettlement>,
   options: { claimIdleMs?: number; name?: string } = {},
 ): Promise<{ consumer: MatchConsumer; seen: MatchInput[] }> {
   const seen: MatchInput[] = [];
@@ -67,7 +69,8 @@ async function startConsumer(
     blockMs: 200,
     process: async (delivery) => {
       seen.push(delivery);
-      return outcomes(delivery);
+      const settlement = await outcomes(delivery);
+      return typeof settlement === 'string' ? { outcome: settlement } : settlement;
     },
   });
   consumers.push(consumer);
@@ -99,6 +102,29 @@ test('requests are processed and acknowledged', async () => {
   assert.equal(seen[0]!.job?.correlationId, job.correlationId);
   assert.equal(seen[0]!.attempt, 1);
   assert.ok(Math.abs(seen[0]!.enqueuedAt - Date.now()) < 5000);
+  await waitUntil(async () => (await redis.xlen(keys.matchStream)) === 0, 'the entry is deleted');
+  assert.equal(await pendingCount(), 0);
+});
+
+test('reply is published with the acknowledgement', async () => {
+  const { seen } = await startConsumer((delivery) => ({
+    outcome: 'replied',
+    reply: {
+      channel: delivery.job!.replyTo,
+      message: { correlationId: delivery.job!.correlationId, ok: true, result: { faces: [] } },
+    },
+  }));
+  const job = matchJob();
+
+  await addMatchJob(redis, keys, job);
+
+  await waitUntil(() => replies.has(job.correlationId), 'the reply arrives');
+  assert.deepEqual(replies.get(job.correlationId), {
+    correlationId: job.correlationId,
+    ok: true,
+    result: { faces: [] },
+  });
+  assert.equal(seen.length, 1);
   await waitUntil(async () => (await redis.xlen(keys.matchStream)) === 0, 'the entry is deleted');
   assert.equal(await pendingCount(), 0);
 });

@@ -3,48 +3,36 @@ import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 
 import type { MatchJob, Reply } from '@facegate/contracts';
-import { createRedis, encodeVector, keyNames } from '@facegate/contracts';
+import { encodeVector, keyNames } from '@facegate/contracts';
 import type { Database } from '@facegate/db';
 import { FaceGateError } from '@facegate/errors';
 import { FaceIndex } from '@facegate/index';
-import type { Redis } from 'ioredis';
 
-import type { MatchIndex, MatchInput } from '../src/index.js';
+import type { MatchIndex, MatchInput, MatchSettlement } from '../src/index.js';
 import { createMatchProcessor } from '../src/index.js';
 import type { EnrolledVisitor } from './helpers.js';
 import {
   MODEL_ID,
-  REDIS_URL,
   createRandom,
   dropTestDatabase,
   enrolVisitor,
   noisyCopy,
   openTestDatabase,
   silentLogger,
-  subscribeReplies,
   uniqueName,
-  waitUntil,
 } from './helpers.js';
 
 const keys = keyNames(uniqueName('matcher_test'));
 const random = createRandom(201);
 let db: Database;
-let redis: Redis;
-let subscriber: Redis;
 let visitor: EnrolledVisitor;
-const replies = new Map<string, Reply>();
 
 before(async () => {
   db = await openTestDatabase();
   visitor = await enrolVisitor(db, random, 'Replied', 2);
-  redis = createRedis(REDIS_URL);
-  await waitUntil(() => redis.status === 'ready', 'Redis is ready');
-  subscriber = await subscribeReplies(keys.replyChannel('gateway-1'), replies);
 });
 
 after(async () => {
-  await subscriber.quit();
-  await redis.quit();
   await dropTestDatabase(db);
 });
 
@@ -92,24 +80,22 @@ function matchJob(vector: Float32Array): MatchJob {
   };
 }
 
-async function replyTo(correlationId: string): Promise<Reply> {
-  await waitUntil(() => replies.has(correlationId), `a reply to ${correlationId} arrives`, 5000);
-  return replies.get(correlationId)!;
+/** Returns the settlement's reply after checking that it goes to the job's channel. */
+function replyOf(settlement: MatchSettlement, job: MatchJob): Reply {
+  assert.ok(settlement.reply, `outcome ${settlement.outcome} has a reply`);
+  assert.equal(settlement.reply.channel, job.replyTo);
+  assert.equal(settlement.reply.message.correlationId, job.correlationId);
+  return settlement.reply.message;
 }
 
-/** Waits long enough for an unexpected reply to arrive, so its absence is meaningful. */
-function settle(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 200));
-}
-
-test('success is published with queue wait', async () => {
-  const processJob = createMatchProcessor({ index: fakeIndex(), db, redis, logger: silentLogger });
+test('success replies with queue wait', async () => {
+  const processJob = createMatchProcessor({ index: fakeIndex(), db, logger: silentLogger });
   const job = matchJob(noisyCopy(visitor.centre, random));
 
-  const outcome = await processJob(delivery(job));
+  const settlement = await processJob(delivery(job));
 
-  assert.equal(outcome, 'replied');
-  const reply = await replyTo(job.correlationId);
+  assert.equal(settlement.outcome, 'replied');
+  const reply = replyOf(settlement, job);
   assert.equal(reply.ok, true);
   const result = reply.result as {
     faces: Array<{ match: { visitorId: string; name: string } | null }>;
@@ -125,13 +111,14 @@ test('success is published with queue wait', async () => {
   assert.equal(typeof result.timings.matchMs, 'number');
 });
 
-test('input error is published and not retried', async () => {
-  const processJob = createMatchProcessor({ index: fakeIndex(), db, redis, logger: silentLogger });
+test('input error replies and is not retried', async () => {
+  const processJob = createMatchProcessor({ index: fakeIndex(), db, logger: silentLogger });
   const job = { ...matchJob(visitor.centre), modelId: 'sface_2021dec' };
 
-  assert.equal(await processJob(delivery(job)), 'rejected');
+  const settlement = await processJob(delivery(job));
 
-  const reply = await replyTo(job.correlationId);
+  assert.equal(settlement.outcome, 'rejected');
+  const reply = replyOf(settlement, job);
   assert.equal(reply.ok, false);
   const { error } = reply;
   assert.equal(error.code, 'MODEL_MISMATCH');
@@ -144,17 +131,17 @@ test('retryable error waits for the last attempt', async () => {
   const processJob = createMatchProcessor({
     index: fakeIndex(failure),
     db,
-    redis,
     logger: silentLogger,
   });
   const job = matchJob(visitor.centre);
 
-  assert.equal(await processJob(delivery(job, 1)), 'retry');
-  await settle();
-  assert.equal(replies.has(job.correlationId), false);
+  const first = await processJob(delivery(job, 1));
+  assert.equal(first.outcome, 'retry');
+  assert.equal(first.reply, undefined);
 
-  assert.equal(await processJob(delivery(job, 2)), 'failed');
-  const reply = await replyTo(job.correlationId);
+  const last = await processJob(delivery(job, 2));
+  assert.equal(last.outcome, 'failed');
+  const reply = replyOf(last, job);
   assert.equal(reply.ok, false);
   assert.equal(reply.error.code, 'DEPENDENCY_UNAVAILABLE');
 });
@@ -163,22 +150,22 @@ test('unexpected error is reported as INTERNAL', async () => {
   const processJob = createMatchProcessor({
     index: fakeIndex(new Error('graph exploded')),
     db,
-    redis,
     logger: silentLogger,
   });
   const job = matchJob(visitor.centre);
 
-  assert.equal(await processJob(delivery(job, 2)), 'failed');
+  const settlement = await processJob(delivery(job, 2));
 
-  const reply = await replyTo(job.correlationId);
+  assert.equal(settlement.outcome, 'failed');
+  const reply = replyOf(settlement, job);
   assert.equal(reply.ok, false);
   assert.equal(reply.error.code, 'INTERNAL');
 });
 
 test('request without replyTo is dropped', async () => {
-  const processJob = createMatchProcessor({ index: fakeIndex(), db, redis, logger: silentLogger });
+  const processJob = createMatchProcessor({ index: fakeIndex(), db, logger: silentLogger });
   const job = { ...matchJob(visitor.centre), replyTo: undefined as unknown as string };
 
-  assert.equal(await processJob(delivery(job)), 'rejected');
-  assert.equal(await processJob({ ...delivery(job), job: undefined }), 'rejected');
+  assert.deepEqual(await processJob(delivery(job)), { outcome: 'rejected' });
+  assert.deepEqual(await processJob({ ...delivery(job), job: undefined }), { outcome: 'rejected' });
 });
