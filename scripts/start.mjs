@@ -8,10 +8,11 @@
 // it, and it stops the stack as well when its parent process goes away. Each app can
 // also run alone: `node apps/<app>/dist/src/main.js`, configured by environment.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+
+import { appCommand } from './app-command.mjs';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 
@@ -134,15 +135,9 @@ function stopAll(signal) {
   }, 20_000).unref();
 }
 
-/** Returns the V8 and Node flags that an app's package.json lists under facegate.nodeFlags. */
-function nodeFlags(entry) {
-  const manifest = JSON.parse(readFileSync(join(root, entry, '../../../package.json'), 'utf8'));
-  return manifest.facegate?.nodeFlags ?? [];
-}
-
 for (const app of apps) {
-  const args = [...nodeFlags(app.entry), '--enable-source-maps', join(root, app.entry)];
-  const child = spawn(process.execPath, args, {
+  const { command, args } = appCommand(root, app.entry);
+  const child = spawn(command, args, {
     cwd: root,
     env: { ...process.env, ...app.env },
     stdio: ['ignore', 'pipe', 'pipe'],

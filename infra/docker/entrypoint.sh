@@ -28,5 +28,11 @@ shift
 # The Node flags that the app's package.json lists under facegate.nodeFlags, as npm start uses.
 flags=$(node -p "(require('$app_root/apps/$app/package.json').facegate?.nodeFlags ?? []).join(' ')")
 
+# Under SCHED_BATCH where chrt may set it, as npm start does (see scripts/app-command.mjs):
+# its wake-ups then do not preempt the inference threads of a container on the same cores.
+if [ "${FACEGATE_SCHED_BATCH:-}" != off ] && chrt --batch 0 true 2>/dev/null; then
+  # shellcheck disable=SC2086 # each flag is a word of its own
+  exec chrt --batch 0 node $flags --enable-source-maps "$app_root/apps/$app/dist/src/main.js" "$@"
+fi
 # shellcheck disable=SC2086 # each flag is a word of its own
 exec node $flags --enable-source-maps "$app_root/apps/$app/dist/src/main.js" "$@"

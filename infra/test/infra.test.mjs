@@ -705,7 +705,8 @@ after(() => {
 /**
  * Lays out a copy of the entrypoint in a scratch folder with stand-ins for
  * models/fetch.mjs and each app's main.js that append a line to trace.log, beside each
- * app's real package.json. A stand-in main.js also writes its Node flags to flags.log.
+ * app's real package.json. A stand-in main.js also writes its Node flags to flags.log and
+ * its scheduling policy (field 41 of /proc/self/stat) to policy.log.
  */
 function entrypointSandbox() {
   const dir = mkdtempSync(join(tmpdir(), 'facegate-entrypoint-'));
@@ -725,18 +726,22 @@ process.exit(Number(process.env.FAKE_FETCH_EXIT ?? 0));
 `,
   );
   const flags = join(dir, 'flags.log');
+  const policy = join(dir, 'policy.log');
   for (const app of APP_SERVICES) {
     mkdirSync(join(dir, 'apps', app, 'dist', 'src'), { recursive: true });
     copyFileSync(join(root, 'apps', app, 'package.json'), join(dir, 'apps', app, 'package.json'));
     writeFileSync(
       join(dir, 'apps', app, 'dist', 'src', 'main.js'),
-      `import { appendFileSync } from 'node:fs';
+      `import { appendFileSync, readFileSync } from 'node:fs';
 appendFileSync(${JSON.stringify(trace)}, ['main', ${JSON.stringify(app)}, ...process.argv.slice(2)].join(' ') + '\\n');
 appendFileSync(${JSON.stringify(flags)}, [${JSON.stringify(app)}, ...process.execArgv].join(' ') + '\\n');
+const stat = readFileSync('/proc/self/stat', 'utf8');
+appendFileSync(${JSON.stringify(policy)}, stat.slice(stat.lastIndexOf(') ') + 2).split(' ')[38] + '\\n');
 `,
     );
   }
   const flagLines = () => readFileSync(flags, 'utf8').trim().split('\n');
+  const policyLines = () => readFileSync(policy, 'utf8').trim().split('\n');
   const run = (args, env = {}) =>
     spawnSync('sh', [join(dir, 'infra', 'docker', 'entrypoint.sh'), ...args], {
       encoding: 'utf8',
@@ -744,7 +749,7 @@ appendFileSync(${JSON.stringify(flags)}, [${JSON.stringify(app)}, ...process.exe
     });
   const traceLines = () =>
     existsSync(trace) ? readFileSync(trace, 'utf8').trim().split('\n') : [];
-  return { dir, run, traceLines, flagLines };
+  return { dir, run, traceLines, flagLines, policyLines };
 }
 
 test('entrypoint starts the named app', () => {
@@ -773,6 +778,29 @@ test('entrypoint passes each app its Node flags', () => {
     'matcher --enable-source-maps',
   ]);
 });
+
+const SCHED_OTHER = '0';
+const SCHED_BATCH = '3';
+
+test(
+  'entrypoint runs apps under SCHED_BATCH',
+  {
+    skip:
+      spawnSync('chrt', ['--batch', '0', 'true']).status === 0
+        ? false
+        : 'chrt cannot set SCHED_BATCH on this machine',
+  },
+  () => {
+    const sandbox = entrypointSandbox();
+
+    const batch = sandbox.run(['gateway']);
+    const off = sandbox.run(['gateway'], { FACEGATE_SCHED_BATCH: 'off' });
+
+    assert.equal(batch.status, 0, batch.stderr);
+    assert.equal(off.status, 0, off.stderr);
+    assert.deepEqual(sandbox.policyLines(), [SCHED_BATCH, SCHED_OTHER]);
+  },
+);
 
 test('entrypoint fetches models for workers', () => {
   const sandbox = entrypointSandbox();

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import http from 'node:http';
+import { readFileSync, readdirSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -310,6 +311,32 @@ test('SIGTERM during the build stops start and the build', { timeout: 90_000 }, 
   assert.throws(() => process.kill(-Number(stopped[1]), 0), { code: 'ESRCH' });
 });
 
+/**
+ * Returns the scheduling policy (field 41 of /proc/PID/stat) of every app process that runs
+ * with QUEUE_PREFIX `prefix`, by app entry.
+ */
+function appPolicies(prefix: string): string[] {
+  const policies: string[] = [];
+  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    try {
+      const entry = /apps\/([a-z-]+)\/dist\/src\/main\.js/.exec(
+        readFileSync(`/proc/${pid}/cmdline`, 'utf8'),
+      );
+      const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+      if (!entry || !environ.includes(`QUEUE_PREFIX=${prefix}`)) continue;
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      policies.push(`${entry[1]} ${stat.slice(stat.lastIndexOf(') ') + 2).split(' ')[38]}`);
+    } catch {
+      // The process ended between the listing and the reads.
+    }
+  }
+  return policies.sort();
+}
+
+const SCHED_OTHER = '0';
+const SCHED_BATCH = '3';
+const batchPossible = spawnSync('chrt', ['--batch', '0', 'true']).status === 0;
+
 test(
   'npm start runs every process and SIGTERM stops them all',
   { skip: faces ? false : FACES_MISSING, timeout: 120_000 },
@@ -384,6 +411,7 @@ test(
       if (scrapes.every((status) => status === 200)) break;
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
+    const policies = appPolicies(prefix);
     child.kill('SIGTERM');
     const code = await exited;
 
@@ -401,6 +429,14 @@ test(
     await rm(indexDir, { recursive: true, force: true });
     assert.ok(ready, output.slice(-2000));
     assert.deepEqual(scrapes, [200, 200, 200]);
+    // Where chrt may set it, every app runs under SCHED_BATCH (scripts/app-command.mjs).
+    const policy = batchPossible ? SCHED_BATCH : SCHED_OTHER;
+    assert.deepEqual(
+      policies,
+      ['gateway', 'inference-worker', 'inference-worker', 'matcher'].map(
+        (app) => `${app} ${policy}`,
+      ),
+    );
     assert.equal(code, 0, output.slice(-2000));
     for (const name of ['matcher', 'worker-1', 'worker-2', 'gateway'])
       assert.match(output, new RegExp(`${name}\\s+\\|.*"(stopped|matcher stopped)"`));

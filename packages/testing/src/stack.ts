@@ -3,11 +3,11 @@
 // Redis key prefix of its own, and removes both afterwards.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 import { findRepoRoot } from '@facegate/config';
 import { createDatabase } from '@facegate/db';
@@ -26,13 +26,16 @@ const ENTRIES = {
 
 export type Role = keyof typeof ENTRIES;
 
-/** Returns the flags that an app's package.json lists under facegate.nodeFlags, as npm start does. */
-function nodeFlags(entry: string): string[] {
-  const manifest = JSON.parse(readFileSync(join(root, entry, '../../../package.json'), 'utf8')) as {
-    facegate?: { nodeFlags?: string[] };
-  };
-  return manifest.facegate?.nodeFlags ?? [];
-}
+/** The command line of an app as npm start builds it: its Node flags, and SCHED_BATCH where possible. */
+const { appCommand } = (await import(
+  pathToFileURL(join(root, 'scripts', 'app-command.mjs')).href
+)) as {
+  appCommand: (
+    root: string,
+    entry: string,
+    env: Record<string, string | undefined>,
+  ) => { command: string; args: string[] };
+};
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -126,10 +129,11 @@ export class Stack {
     env: Record<string, string> = {},
   ): ChildProcess {
     if (metricsPort) this.metricsPorts.set(name, metricsPort);
-    const args = [...nodeFlags(ENTRIES[role]), '--enable-source-maps', join(root, ENTRIES[role])];
-    const child = spawn(process.execPath, args, {
+    const childEnv = { ...this.env, METRICS_PORT: String(metricsPort), ...env };
+    const { command, args } = appCommand(root, ENTRIES[role], childEnv);
+    const child = spawn(command, args, {
       cwd: root,
-      env: { ...this.env, METRICS_PORT: String(metricsPort), ...env },
+      env: childEnv,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const lines: string[] = [];
