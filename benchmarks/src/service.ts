@@ -10,10 +10,11 @@
 // process) to that cost. Then it prints the CPU per request of each process, with
 // PostgreSQL, Redis and the load generator itself.
 // Options: --gallery N, --requests1 N, --requests16 N, --warmup N (unmeasured
-// requests before each phase, for both servers; default 1,000), --workers N (inference
+// requests before each phase, for both servers; default 2,000), --workers N (inference
 // worker processes, default 1 as in npm start), --skip-peer. The warm-up is long because
-// V8 was still optimizing the apps' request paths after 1,500 requests: by then the
-// gateway and the matcher used 0.7 ms more CPU per request than after 3,000. INFERENCE_THREADS and
+// V8 optimizes the apps' request paths for the first 3,000 requests or so: in a new stack
+// at concurrency 16 the gateway used 1.76, 1.31, 1.01 and then 0.83-0.88 ms of CPU per
+// request in successive rounds of 1,000 requests. INFERENCE_THREADS and
 // INFERENCE_CONCURRENCY from the environment reach the workers.
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, existsSync } from 'node:fs';
@@ -208,7 +209,7 @@ async function main(): Promise<void> {
   const gallery = option('gallery', 100_000);
   const requests1 = option('requests1', 500);
   const requests16 = option('requests16', 2000);
-  const warmup = option('warmup', 1000);
+  const warmup = option('warmup', 2000);
   const cores = cpus().length;
   const rows: string[] = [];
   const breakdowns: string[] = [];
