@@ -9,12 +9,12 @@
 // in-process search of the same gallery (the matcher's index, built in this
 // process) to that cost. Then it prints the CPU per request of each process, with
 // PostgreSQL, Redis and the load generator itself.
-// Options: --gallery N, --requests1 N, --requests16 N, --warmup N (unmeasured
-// requests before each phase, for both servers; default 2,000), --workers N (inference
-// worker processes, default 1 as in npm start), --skip-peer. The warm-up is long because
-// V8 optimizes the apps' request paths for the first 3,000 requests or so: in a new stack
-// at concurrency 16 the gateway used 1.76, 1.31, 1.01 and then 0.83-0.88 ms of CPU per
-// request in successive rounds of 1,000 requests. INFERENCE_THREADS and
+// Options: --gallery N, --requests1 N, --requests16 N, --warmup N (default 2,000),
+// --workers N (inference worker processes, default 1 as in npm start), --skip-peer.
+// --warmup is the number of unmeasured requests before each phase, for both servers. It
+// is long because V8 optimizes the apps' request paths for the first 3,000 requests or so.
+// In a new stack at concurrency 16 the gateway used 1.76, 1.31, 1.01 and then 0.83-0.88 ms
+// of CPU per request in successive rounds of 1,000 requests. INFERENCE_THREADS and
 // INFERENCE_CONCURRENCY from the environment reach the workers.
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, existsSync } from 'node:fs';
