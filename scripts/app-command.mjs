@@ -34,10 +34,15 @@ function canRunBatch() {
   return batchAvailable;
 }
 
+/** Returns the scheduling policy that appCommand starts apps under with `env`: 'batch' or 'default'. */
+export function schedulingPolicy(env = process.env) {
+  return env.FACEGATE_SCHED_BATCH !== 'off' && canRunBatch() ? 'batch' : 'default';
+}
+
 /** Returns the program and arguments that start the app whose built entry is `entry` (relative to `root`). */
 export function appCommand(root, entry, env = process.env) {
   const nodeArgs = [...nodeFlags(root, entry), '--enable-source-maps', join(root, entry)];
-  if (env.FACEGATE_SCHED_BATCH !== 'off' && canRunBatch()) {
+  if (schedulingPolicy(env) === 'batch') {
     return { command: 'chrt', args: ['--batch', '0', process.execPath, ...nodeArgs] };
   }
   return { command: process.execPath, args: nodeArgs };

@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-import { appCommand } from './app-command.mjs';
+import { appCommand, schedulingPolicy } from './app-command.mjs';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 
@@ -169,4 +169,11 @@ setInterval(() => {
 }, 1000).unref();
 console.log(
   `start: matcher, ${workers} inference worker(s) and gateway starting; Ctrl-C stops them`,
+);
+console.log(
+  schedulingPolicy() === 'batch'
+    ? 'start: the apps run under SCHED_BATCH (FACEGATE_SCHED_BATCH=off for the default policy)'
+    : process.env.FACEGATE_SCHED_BATCH === 'off'
+      ? 'start: the apps run under the default scheduling policy (FACEGATE_SCHED_BATCH=off)'
+      : 'start: chrt cannot set SCHED_BATCH here, so the apps run under the default scheduling policy',
 );

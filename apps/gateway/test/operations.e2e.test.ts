@@ -431,6 +431,12 @@ test(
     assert.deepEqual(scrapes, [200, 200, 200]);
     // Where chrt may set it, every app runs under SCHED_BATCH (scripts/app-command.mjs).
     const policy = batchPossible ? SCHED_BATCH : SCHED_OTHER;
+    assert.match(
+      output,
+      batchPossible
+        ? /start: the apps run under SCHED_BATCH/
+        : /start: chrt cannot set SCHED_BATCH/,
+    );
     assert.deepEqual(
       policies,
       ['gateway', 'inference-worker', 'inference-worker', 'matcher'].map(
