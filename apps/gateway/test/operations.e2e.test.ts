@@ -312,8 +312,8 @@ test('SIGTERM during the build stops start and the build', { timeout: 90_000 }, 
 });
 
 /**
- * Returns the scheduling policy (field 41 of /proc/PID/stat) of every app process that runs
- * with QUEUE_PREFIX `prefix`, by app entry.
+ * Returns "APP POLICY", sorted, for every app process that runs with QUEUE_PREFIX `prefix`:
+ * the app's folder name and its scheduling policy (field 41 of /proc/PID/stat).
  */
 function appPolicies(prefix: string): string[] {
   const policies: string[] = [];
