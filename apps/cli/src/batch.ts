@@ -281,6 +281,8 @@ export async function batchCommand(config: Config, args: readonly string[]): Pro
   if (!Number.isInteger(pollIntervalMs) || pollIntervalMs < 100 || pollIntervalMs > 60_000) {
     throw usageError('--poll-interval-ms must be an integer from 100 to 60000');
   }
+  // 'center', the American spelling, is read as 'centre', as the gateway does.
+  if (options.get('multiple-faces') === 'center') options.set('multiple-faces', 'centre');
   const body = {
     source: sourceOf(kind, positional, options),
     multipleFaces: choice(options, 'multiple-faces', ['skip', 'largest', 'centre'] as const),

@@ -32,7 +32,7 @@ import { z } from 'zod';
 import { actorOf } from './access.js';
 import type { GatewayDeps } from './app.js';
 import { readJson } from './images.js';
-import { noQuery, numberParameter, parse } from './schemas.js';
+import { facesPolicy, noQuery, numberParameter, parse } from './schemas.js';
 
 /** Failed items listed in a batch report; the items route pages through all of them. */
 const REPORT_FAILURES = 100;
@@ -70,7 +70,7 @@ const batchSource = z.discriminatedUnion(
 export const newBatchBody = z
   .object({
     source: batchSource,
-    multipleFaces: z.enum(['skip', 'largest', 'centre']).default('skip'),
+    multipleFaces: facesPolicy(['skip', 'largest', 'centre']).default('skip'),
     mode: z.enum(['enrol', 'reextract']).default('enrol'),
   })
   .strict();
@@ -120,7 +120,6 @@ function itemJson(item: BatchItem): Record<string, unknown> {
   };
 }
 
-/** Builds the batch report: status, counts and the first failed items. */
 /** Converts a batch and its item counts to the JSON of the batch routes. */
 function batchJson(batch: Batch, counts: BatchCounts): Record<string, unknown> {
   return {
@@ -139,6 +138,7 @@ function batchJson(batch: Batch, counts: BatchCounts): Record<string, unknown> {
   };
 }
 
+/** Builds the batch report: status, counts and the first failed items. */
 export async function batchReport(
   deps: Pick<GatewayDeps, 'db'>,
   batch: Batch,

@@ -15,6 +15,14 @@ export function numberParameter<T extends z.ZodType>(schema: T, text: RegExp = P
   );
 }
 
+/**
+ * Returns a parameter that picks what to do with a photo of several faces, one of `policies`.
+ * 'center', the American spelling, is read as 'centre'.
+ */
+export function facesPolicy<const T extends readonly [string, ...string[]]>(policies: T) {
+  return z.preprocess((value) => (value === 'center' ? 'centre' : value), z.enum(policies));
+}
+
 const score = numberParameter(z.number().min(0.05).max(1));
 
 export const detectQuery = z
@@ -41,7 +49,7 @@ export const verifyQuery = z
 
 export const enrolQuery = z
   .object({
-    multiple_faces: z.enum(['strict', 'largest', 'centre']).default('strict'),
+    multiple_faces: facesPolicy(['strict', 'largest', 'centre']).default('strict'),
   })
   .strict();
 

@@ -410,7 +410,7 @@ describe(
       assert.equal(list.json.items.length, 1);
     });
 
-    test('enrolment takes the centre or the largest face', async () => {
+    test('enrolment takes the centre (or center) or the largest face', async () => {
       // In this LFW photo the labelled person is at the centre and a larger face on the right.
       const image = await photo('lfw/Julianne_Moore/Julianne_Moore_0001.jpg');
       const enrol = async (policy: string) => {
@@ -427,6 +427,7 @@ describe(
       };
 
       const centre = await enrol('centre');
+      const center = await enrol('center');
       const largest = await enrol('largest');
       const unknown = await enrol('middle');
 
@@ -436,6 +437,8 @@ describe(
       const largestMidX = largest.json.face.box.x + largest.json.face.box.width / 2;
       assert.ok(Math.abs(centreMidX - 125) < 20, `centre face is centred at x=${centreMidX}`);
       assert.ok(largestMidX > 160, `largest face is centred at x=${largestMidX}`);
+      assert.equal(center.status, 201, JSON.stringify(center.json));
+      assert.deepEqual(center.json.face.box, centre.json.face.box);
       assert.equal(unknown.status, 400);
       assert.equal(unknown.json.error.code, 'INVALID_REQUEST');
     });

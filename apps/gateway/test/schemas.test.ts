@@ -7,6 +7,7 @@ import { FaceGateError } from '@facegate/errors';
 
 import { newBatchBody } from '../src/batches.js';
 import {
+  enrolQuery,
   faceIdParams,
   newVisitorBody,
   parse,
@@ -135,5 +136,20 @@ test('missing or unknown choice in a batch source', () => {
   assert.equal(
     messageOf(() => parse(newBatchBody, { source: { type: 'ftp', path: '/x' } }, 'body')),
     "body 'source.type': must be one of 'directory', 'manifest', 'table'",
+  );
+});
+
+test("multiple-faces policy 'center' alias", () => {
+  const source = { type: 'directory', path: '/photos' };
+
+  assert.equal(parse(enrolQuery, { multiple_faces: 'center' }, 'query').multiple_faces, 'centre');
+  assert.equal(parse(enrolQuery, {}, 'query').multiple_faces, 'strict');
+  assert.equal(
+    parse(newBatchBody, { source, multipleFaces: 'center' }, 'body').multipleFaces,
+    'centre',
+  );
+  assert.equal(
+    messageOf(() => parse(enrolQuery, { multiple_faces: 'middle' }, 'query')),
+    "query 'multiple_faces': must be one of 'strict', 'largest', 'centre', got 'middle'",
   );
 });
