@@ -410,7 +410,7 @@ describe(
       assert.equal(list.json.items.length, 1);
     });
 
-    test('enrolment takes the centre (or center) or the largest face', async () => {
+    test('enrolment policies centre, center, largest', async () => {
       // In this LFW photo the labelled person is at the centre and a larger face on the right.
       const image = await photo('lfw/Julianne_Moore/Julianne_Moore_0001.jpg');
       const enrol = async (policy: string) => {
