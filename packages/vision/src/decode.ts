@@ -133,7 +133,16 @@ async function readHeader(
   return { width: metadata.width, height };
 }
 
+/**
+ * Module names that libvips puts before its error messages ("VipsJpeg: ", "pngload_buffer: ",
+ * "tiff2vips: "), also after sharp's own prefix. They are libvips internals, so clients get
+ * the message without them.
+ */
+const LIBVIPS_MODULE_PREFIX = /(^|: )(?:Vips\w*|\w+load(?:_buffer)?|\w+2vips): /g;
+
+/** The first line of a decoder's error message, without libvips's module name. */
 function reason(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
-  return message.split('\n')[0] ?? message;
+  const line = message.split('\n')[0] ?? message;
+  return line.replace(LIBVIPS_MODULE_PREFIX, '$1') || line;
 }
