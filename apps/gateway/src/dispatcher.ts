@@ -48,7 +48,7 @@ export interface DispatcherOptions {
 
 type JobBody<K extends InferenceJob['kind']> = Omit<
   Extract<InferenceJob, { kind: K }>,
-  'kind' | 'correlationId' | 'replyTo' | 'requestId' | 'blobKey' | 'blobKeys'
+  'kind' | 'correlationId' | 'replyTo' | 'requestId' | 'deadline' | 'blobKey' | 'blobKeys'
 >;
 
 /**
@@ -154,7 +154,12 @@ export class Dispatcher {
     }
     const blobKeys = images.map(() => newBlobKey(keys));
 
-    const address = { correlationId, replyTo: this.replyChannel, requestId };
+    const address = {
+      correlationId,
+      replyTo: this.replyChannel,
+      requestId,
+      deadline: Date.now() + requestTimeoutMs,
+    };
     const job = (kind === 'verify'
       ? { ...body, kind, ...address, blobKeys }
       : { ...body, kind, ...address, blobKey: blobKeys[0] }) as unknown as InferenceJob;

@@ -8,7 +8,7 @@ import { keyNames, readHeartbeats } from '@facegate/contracts';
 import { Redis } from 'ioredis';
 
 import { CuttableProxy } from '@facegate/testing';
-import { Stack, TEST_REDIS_URL, call } from '@facegate/testing';
+import { Stack, TEST_REDIS_URL, call, freePort } from '@facegate/testing';
 
 const faces = facesDir();
 const skip = faces ? false : FACES_MISSING;
@@ -128,6 +128,54 @@ describe('backlog limit and deadline', { skip, timeout: 120_000 }, () => {
     assert.equal(later.status, 503);
     assert.equal(later.json.error.code, 'QUEUE_FULL');
     assert.equal(later.headers.get('retry-after'), '1');
+  });
+});
+
+describe('requests past their deadline', { skip, timeout: 120_000 }, () => {
+  const stack = new Stack();
+
+  before(async () => {
+    await stack.start({ workers: 1, env: { REQUEST_TIMEOUT_MS: '2000' } });
+    assert.equal(await stack.stop('worker-1'), 0);
+  });
+
+  after(async () => {
+    await stack.stopAll();
+  });
+
+  test('enrolment answered 504 stores nothing later', async () => {
+    const visitor = (await call(stack, 'POST', '/api/v1/visitors', { json: { name: 'Late' } }))
+      .json;
+    const image = await photo('lfw/Tony_Blair/Tony_Blair_0001.jpg');
+    const facesPath = `/api/v1/visitors/${visitor.id}/faces`;
+    // The photo shows a second face in the background.
+    const enrolPath = `${facesPath}?multiple_faces=largest`;
+
+    const timedOut = await call(stack, 'POST', enrolPath, { image });
+    const metricsPort = await freePort();
+    stack.spawn('worker', 'worker-2', metricsPort);
+    // The new worker takes the queued job and skips it, since its deadline has passed.
+    const expired = await eventually('the late job is skipped', async () => {
+      const text = await fetch(`http://127.0.0.1:${metricsPort}/metrics`)
+        .then((response) => response.text())
+        .catch(() => '');
+      const line = text
+        .split('\n')
+        .find(
+          (entry) => entry.includes('queue="inference"') && entry.includes('outcome="expired"'),
+        );
+      return line ? Number(line.split(' ').pop()) : undefined;
+    });
+    const afterwards = await call(stack, 'GET', facesPath);
+    const enrolled = await call(stack, 'POST', enrolPath, { image });
+    const list = await call(stack, 'GET', facesPath);
+
+    assert.equal(timedOut.status, 504);
+    assert.equal(timedOut.json.error.code, 'TIMEOUT');
+    assert.equal(expired, 1);
+    assert.equal(afterwards.json.items.length, 0);
+    assert.equal(enrolled.status, 201, JSON.stringify(enrolled.json));
+    assert.equal(list.json.items.length, 1);
   });
 });
 

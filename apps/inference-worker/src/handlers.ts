@@ -50,6 +50,24 @@ export interface HandlerContext {
  */
 export type HandlerOutcome = { reply: unknown } | { forward: MatchJob };
 
+/**
+ * Maximum time kept free between an enrolment's last deadline check and the gateway's deadline,
+ * for the write and the reply. A job whose whole budget is shorter keeps a quarter of it.
+ */
+const ENROL_WRITE_MARGIN_MS = 1000;
+
+/** Raised when a job reaches its deadline before its write; never retried. */
+export class DeadlineError extends FaceGateError {
+  constructor(message: string) {
+    super('TIMEOUT', message);
+  }
+}
+
+/** Returns true when the gateway that sent the job has stopped waiting for it. */
+export function jobExpired(job: InferenceJob, now = Date.now()): boolean {
+  return job.deadline !== undefined && now >= job.deadline;
+}
+
 const round = (value: number, digits = 3): number =>
   Math.round(value * 10 ** digits) / 10 ** digits;
 
@@ -108,6 +126,7 @@ async function recognize(
     correlationId: job.correlationId,
     replyTo: job.replyTo,
     requestId: job.requestId,
+    ...(job.deadline === undefined ? {} : { deadline: job.deadline }),
     modelId: result.modelId,
     image: result.image,
     faces,
@@ -120,7 +139,9 @@ async function recognize(
 async function enrol(
   context: HandlerContext,
   job: Extract<InferenceJob, { kind: 'enrol' }>,
+  queueWaitMs: number,
 ): Promise<HandlerOutcome> {
+  const enqueuedAt = Date.now() - queueWaitMs;
   const bytes = await getBlob(context.redis, job.blobKey);
   const imageSha256 = createHash('sha256').update(bytes).digest();
   const result = await context.pool.analyze(bytes, {});
@@ -148,6 +169,17 @@ async function enrol(
     );
   }
 
+  // A face stored after the gateway sent 504 would surprise the client, whose enrolment had
+  // failed. NOTE: a write that starts before this check and commits after the
+  // deadline (PostgreSQL stalled for longer than the margin) is still stored.
+  if (job.deadline !== undefined) {
+    const margin = Math.min(ENROL_WRITE_MARGIN_MS, (job.deadline - enqueuedAt) / 4);
+    if (Date.now() > job.deadline - margin) {
+      throw new DeadlineError(
+        'the enrolment reached its deadline before the face was stored; nothing was stored, retry the request',
+      );
+    }
+  }
   const stored = await insertFace(context.db, {
     visitorId: job.visitorId,
     modelId: result.modelId,
@@ -250,7 +282,7 @@ export async function handleInferenceJob(
     case 'recognize':
       return recognize(context, job, queueWaitMs);
     case 'enrol':
-      return enrol(context, job);
+      return enrol(context, job, queueWaitMs);
     case 'verify':
       return verify(context, job);
   }

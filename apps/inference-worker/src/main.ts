@@ -33,11 +33,20 @@ import { type Job, UnrecoverableError, Worker } from 'bullmq';
 
 import { FileReader } from './batch/file-reader.js';
 import { startBatchWorker } from './batch/worker.js';
-import { blobKeysOf, finishJob, handleInferenceJob } from './handlers.js';
+import {
+  DeadlineError,
+  blobKeysOf,
+  finishJob,
+  handleInferenceJob,
+  jobExpired,
+} from './handlers.js';
 import { VisionPool, isInputError } from './pool.js';
 import { ServiceLoadSampler } from './service-load.js';
 
 const SHUTDOWN_TIMEOUT_MS = 15_000;
+
+/** Return value of a processed inference job: 'expired' when it was skipped. */
+type JobResult = 'expired' | undefined;
 
 async function main(): Promise<void> {
   const config = loadConfigOrExit('inference-worker');
@@ -102,10 +111,18 @@ async function main(): Promise<void> {
     await publishReply(redis, job.data.replyTo, reply);
   }
 
-  async function processJob(job: Job<InferenceJob>): Promise<void> {
+  async function processJob(job: Job<InferenceJob>): Promise<JobResult> {
     const data = job.data;
     const log = lazyChild(logger, { requestId: data.requestId, jobId: job.id, kind: data.kind });
     const queueWaitMs = Math.max(0, Date.now() - job.timestamp);
+    if (jobExpired(data)) {
+      // The gateway has answered 504 already, for example after a backlog built up while no
+      // worker ran. Nothing is done, so a late enrolment cannot store a face.
+      await redis.del(...blobKeysOf(data)).catch(() => undefined);
+      if (logger.isLevelEnabled('debug'))
+        log().debug({ queueWaitMs }, 'inference job skipped: its deadline had passed');
+      return 'expired';
+    }
     stages.observeTimings({ queueWaitMs });
     const finalAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
     // Before the handler fetches the image on the same connection (see ServiceLoadSampler).
@@ -123,9 +140,12 @@ async function main(): Promise<void> {
           'inference job done',
         );
       }
+      return undefined;
     } catch (error) {
-      const inputError = isInputError(error);
-      if (inputError || finalAttempt) {
+      // An input error gives the same answer on every attempt, and no client waits for the
+      // retry of a job past its deadline.
+      const notRetried = isInputError(error) || error instanceof DeadlineError;
+      if (notRetried || finalAttempt) {
         await publish(job, {
           correlationId: data.correlationId,
           ok: false,
@@ -135,7 +155,7 @@ async function main(): Promise<void> {
         );
         await redis.del(...blobKeysOf(data)).catch(() => undefined);
       }
-      if (inputError)
+      if (notRetried)
         throw new UnrecoverableError(error instanceof Error ? error.message : String(error));
       log().error({ err: error, attempt: job.attemptsMade + 1 }, 'inference job failed');
       throw error;
@@ -153,8 +173,8 @@ async function main(): Promise<void> {
     maxStalledCount: 1,
   });
   worker.on('error', (error) => logger.error({ err: error }, 'queue worker error'));
-  worker.on('completed', () =>
-    jobMetrics.jobs.inc({ queue: QUEUE_NAMES.inference, outcome: 'completed' }),
+  worker.on('completed', (_job, result: JobResult) =>
+    jobMetrics.jobs.inc({ queue: QUEUE_NAMES.inference, outcome: result ?? 'completed' }),
   );
   worker.on('failed', (job, error) => {
     // BullMQ retries unless attempts are used up or the error is an UnrecoverableError.

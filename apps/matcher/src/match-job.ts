@@ -21,9 +21,10 @@ export interface MatchJobDependencies extends IdentifyDependencies {
  * The end of a request. `replied`: its result is the reply. `rejected`: the request is
  * invalid, and the error is the reply when it has a reply address. `retry`: a failure that
  * is not the input's, before the last attempt, with no reply. `failed`: such a failure on
- * the last attempt, with the error as the reply.
+ * the last attempt, with the error as the reply. `expired`: skipped with no reply, because the
+ * gateway had stopped waiting (its deadline had passed).
  */
-export type MatchOutcome = 'replied' | 'rejected' | 'retry' | 'failed';
+export type MatchOutcome = 'replied' | 'rejected' | 'retry' | 'failed' | 'expired';
 
 /** Outcome of a request, with the reply to publish on the gateway's channel, if any. */
 export interface MatchSettlement {
@@ -49,6 +50,13 @@ export function createMatchProcessor(
     if (typeof data?.replyTo !== 'string' || typeof data.correlationId !== 'string') {
       logger().error('identify request without replyTo or correlationId dropped');
       return { outcome: 'rejected' };
+    }
+    // The gateway has sent 504 for such a request already, for example one of a backlog that
+    // built up while no matcher ran.
+    if (typeof data.deadline === 'number' && startedAtMs >= data.deadline) {
+      if (dependencies.logger.isLevelEnabled('debug'))
+        logger().debug('identify request skipped: its deadline had passed');
+      return { outcome: 'expired' };
     }
 
     try {

@@ -111,6 +111,29 @@ test('success replies with queue wait', async () => {
   assert.equal(typeof result.timings.matchMs, 'number');
 });
 
+test('request past its deadline is skipped', async () => {
+  let searches = 0;
+  const index = fakeIndex();
+  const counting: MatchIndex = {
+    ...index,
+    search: (vector, k) => {
+      searches += 1;
+      return index.search(vector, k);
+    },
+  };
+  const processJob = createMatchProcessor({ index: counting, db, logger: silentLogger });
+  const late = { ...matchJob(visitor.centre), deadline: Date.now() - 1 };
+  const current = { ...matchJob(visitor.centre), deadline: Date.now() + 60_000 };
+
+  const skipped = await processJob(delivery(late));
+  const answered = await processJob(delivery(current));
+
+  assert.equal(skipped.outcome, 'expired');
+  assert.equal(skipped.reply, undefined);
+  assert.equal(answered.outcome, 'replied');
+  assert.equal(searches, 1);
+});
+
 test('input error replies and is not retried', async () => {
   const processJob = createMatchProcessor({ index: fakeIndex(), db, logger: silentLogger });
   const job = { ...matchJob(visitor.centre), modelId: 'sface_2021dec' };

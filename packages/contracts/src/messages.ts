@@ -14,6 +14,12 @@ export interface ReplyAddress {
   replyTo: string;
   /** Request id carried through logs of every process. */
   requestId: string;
+  /**
+   * Time (Unix epoch ms, the gateway's clock) at which the gateway stops waiting and responds
+   * with 504. Work on a job past it is skipped, and a job that would store something stops before
+   * the write. Absent in jobs from gateways older than the field.
+   */
+  deadline?: number;
 }
 
 /** A face as returned by detection, in original image coordinates. */

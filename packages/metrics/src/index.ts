@@ -72,7 +72,9 @@ export class JobMetrics {
   constructor(registry: Registry) {
     this.jobs = new Counter({
       name: `${METRIC_PREFIX}jobs_total`,
-      help: 'Jobs finished by this process, by queue and outcome: completed, failed, retried, stalled.',
+      help:
+        'Jobs finished by this process, by queue and outcome: completed, failed, retried, stalled, ' +
+        'expired (skipped because the gateway had stopped waiting for them).',
       labelNames: ['queue', 'outcome'],
       registers: [registry],
     });
