@@ -403,24 +403,28 @@ export function createApp(deps: GatewayDeps): express.Express {
       fields,
     );
 
+    // Exactly one of the two forms: an image that the request does not compare must not be
+    // dropped silently, since the result would then be about other images than the client's.
     let blobs: Uint8Array[];
+    const image = images.get('image');
+    const imageA = images.get('image_a');
+    const imageB = images.get('image_b');
     if (visitorId) {
-      const image = images.get('image') ?? images.get('image_a');
-      if (!image)
+      if (!image || imageA || imageB)
         throw new FaceGateError(
           'INVALID_REQUEST',
-          "with visitor_id, send one image in field 'image'",
+          "with visitor_id, send exactly one image, in field 'image' (not image_a or image_b)",
         );
       blobs = [image];
     } else {
-      const a = images.get('image_a');
-      const b = images.get('image_b');
-      if (!a || !b)
+      if (!imageA || !imageB || image)
         throw new FaceGateError(
           'INVALID_REQUEST',
-          "send 'image_a' and 'image_b', or 'image' and visitor_id",
+          image
+            ? "field 'image' is compared with a visitor: add visitor_id, or send image_a and image_b"
+            : "send 'image_a' and 'image_b', or 'image' and visitor_id",
         );
-      blobs = [a, b];
+      blobs = [imageA, imageB];
     }
     const result = await dispatcher.request('verify', request.requestId, blobs, {
       visitorId,

@@ -286,6 +286,26 @@ describe(
       assert.match(response.json.error.message, /raw image\/jpeg body/);
     });
 
+    test('verify rejects a mix of its two forms', async () => {
+      const image = await photo('edge/png/32bit.png');
+      const visitorId = '00000000-0000-4000-8000-000000000000';
+      const mixes: [string, Record<string, Buffer>][] = [
+        [`?visitor_id=${visitorId}`, { image_a: image, image_b: image }],
+        [`?visitor_id=${visitorId}`, { image_a: image }],
+        [`?visitor_id=${visitorId}`, { image, image_b: image }],
+        ['', { image, image_a: image, image_b: image }],
+        ['', { image }],
+      ];
+
+      for (const [query, form] of mixes) {
+        const response = await call(stack, 'POST', `/api/v1/verify${query}`, { form });
+        const label = `${query} ${Object.keys(form).join('+')}`;
+
+        assert.equal(response.status, 400, label);
+        assert.equal(response.json.error.code, 'INVALID_REQUEST', label);
+      }
+    });
+
     test('unknown or out-of-range query parameters get 400', async () => {
       const image = await photo('edge/png/32bit.png');
 
