@@ -214,6 +214,21 @@ function allowedMethods(path: string): string[] {
   return [...new Set(methods)];
 }
 
+/**
+ * Returns the error as a FaceGateError when Express's router raised it for the client's
+ * request: a path parameter with invalid percent-encoding (`/visitors/%zz`) is a URIError
+ * with status 400. Other errors are returned unchanged.
+ */
+function fromRouter(error: unknown): unknown {
+  if (error instanceof URIError && (error as { status?: unknown }).status === 400) {
+    return new FaceGateError(
+      'INVALID_REQUEST',
+      `the path is invalid: ${error.message.replace('Failed to decode param', 'cannot decode')}`,
+    );
+  }
+  return error;
+}
+
 export function createApp(deps: GatewayDeps): express.Express {
   const { config, db, dispatcher, logger } = deps;
   const seq = new SeqTracker();
@@ -586,7 +601,7 @@ export function createApp(deps: GatewayDeps): express.Express {
   });
 
   app.use((error: unknown, request: Request, response: Response, _next: NextFunction) => {
-    const serialized = serializeError(error);
+    const serialized = serializeError(fromRouter(error));
     http.errors.inc({ code: serialized.code });
     if (serialized.code === 'INTERNAL') {
       logger.error({ err: error, requestId: request.requestId }, 'request failed');

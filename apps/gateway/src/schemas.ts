@@ -55,9 +55,19 @@ export const enrolQuery = z
 
 const metadata = z.record(z.string(), z.unknown());
 
+/**
+ * An external id is matched exactly, so spaces around it would make a second visitor of the
+ * same person: they are rejected rather than trimmed, as the id is the client's own.
+ */
+const externalId = z
+  .string()
+  .min(1)
+  .max(200)
+  .refine((value) => value.trim() === value, 'must not start or end with white space');
+
 export const newVisitorBody = z
   .object({
-    externalId: z.string().min(1).max(200).nullable().optional(),
+    externalId: externalId.nullable().optional(),
     name: z.string().trim().min(1).max(200),
     metadata: metadata.optional(),
   })
@@ -65,7 +75,7 @@ export const newVisitorBody = z
 
 export const visitorPatchBody = z
   .object({
-    externalId: z.string().min(1).max(200).nullable().optional(),
+    externalId: externalId.nullable().optional(),
     name: z.string().trim().min(1).max(200).optional(),
     metadata: metadata.optional(),
   })

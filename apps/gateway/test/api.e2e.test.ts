@@ -373,6 +373,53 @@ describe(
       assert.equal(gone.status, 404);
     });
 
+    test('malformed paths and visitor fields get 400', async () => {
+      const visitor = (await call(stack, 'POST', '/api/v1/visitors', { json: { name: 'Deep' } }))
+        .json;
+      // Written as text: JSON.stringify overflows the call stack on a value this deep.
+      const deep = `${'['.repeat(5000)}1${']'.repeat(5000)}`;
+      const deepBody = (fields: string): Buffer =>
+        Buffer.from(`{${fields}"metadata":{"a":${deep}}}`);
+      let nested32: unknown = 1;
+      for (let level = 0; level < 31; level += 1) nested32 = [nested32];
+      const paths = [
+        ['GET', '/api/v1/visitors/%zz'],
+        ['GET', '/api/v1/visitors/%E0%A4%A'],
+        ['DELETE', `/api/v1/visitors/${visitor.id}/faces/%zz`],
+        ['DELETE', '/api/v1/batches/%E0'],
+      ] as const;
+      const responses = [];
+      for (const [method, path] of paths) responses.push(await call(stack, method, path));
+
+      const tooDeep = await call(stack, 'POST', '/api/v1/visitors', {
+        raw: deepBody('"name":"D",'),
+        type: 'application/json',
+      });
+      const patchTooDeep = await call(stack, 'PATCH', `/api/v1/visitors/${visitor.id}`, {
+        raw: deepBody(''),
+        type: 'application/json',
+      });
+      const deepest = await call(stack, 'POST', '/api/v1/visitors', {
+        json: { name: 'D32', metadata: { a: nested32 } },
+      });
+      const padded = await call(stack, 'POST', '/api/v1/visitors', {
+        json: { name: 'P', externalId: ' emp-1 ' },
+      });
+      const unchanged = await call(stack, 'GET', `/api/v1/visitors/${visitor.id}`);
+
+      for (const [index, response] of responses.entries()) {
+        assert.equal(response.status, 400, paths[index]!.join(' '));
+        assert.equal(response.json.error.code, 'INVALID_REQUEST', paths[index]!.join(' '));
+      }
+      assert.equal(tooDeep.status, 400);
+      assert.match(tooDeep.json.error.message, /nested more than 32 levels/);
+      assert.equal(patchTooDeep.status, 400);
+      assert.equal(deepest.status, 201, JSON.stringify(deepest.json));
+      assert.equal(padded.status, 400);
+      assert.match(padded.json.error.message, /externalId/);
+      assert.deepEqual(unchanged.json.metadata, {});
+    });
+
     test('enrolment rules: one face, not too small, stored once', async () => {
       const visitor = (
         await call(stack, 'POST', '/api/v1/visitors', { json: { name: 'Aaron Peirsol' } })

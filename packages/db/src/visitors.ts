@@ -364,9 +364,28 @@ function validateExternalId(externalId: unknown): void {
   }
 }
 
+/**
+ * Maximum nesting depth of objects and arrays in visitor metadata. Storing JSON nested 5,000
+ * levels deep overflowed the call stack of the PostgreSQL client's serializer.
+ */
+export const MAX_METADATA_DEPTH = 32;
+
 function validateMetadata(metadata: unknown): void {
   if (metadata === undefined) return;
   if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) {
     throw new FaceGateError('INVALID_REQUEST', 'visitor metadata must be a JSON object');
+  }
+  // Walked with a stack of its own, so that a deep value cannot overflow the call stack here.
+  const pending: [unknown, number][] = [[metadata, 1]];
+  while (pending.length > 0) {
+    const [value, depth] = pending.pop()!;
+    if (typeof value !== 'object' || value === null) continue;
+    if (depth > MAX_METADATA_DEPTH) {
+      throw new FaceGateError(
+        'INVALID_REQUEST',
+        `visitor metadata is nested more than ${MAX_METADATA_DEPTH} levels deep; flatten it`,
+      );
+    }
+    for (const child of Object.values(value)) pending.push([child, depth + 1]);
   }
 }
