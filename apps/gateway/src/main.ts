@@ -1,6 +1,6 @@
 // Gateway process: the REST API. Validates requests, hands work to the queues
 // and answers with what the workers and the matcher publish. It never runs a model.
-import type { Server } from 'node:http';
+import { type Server, createServer } from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
 
 import { KeyRing, RateLimiter, parseApiKeysVariable } from '@facegate/auth';
@@ -106,8 +106,21 @@ async function main(): Promise<void> {
     matchLogger,
     draining: () => draining,
   });
-  const server: Server = await new Promise((resolve) => {
-    const listening = app.listen(config.port, config.host, () => resolve(listening));
+  const server: Server = createServer(
+    {
+      requestTimeout: config.httpRequestTimeoutMs,
+      // Node checks the request deadlines this often; its default of 30 s would let a stalled
+      // upload hold its connection for up to that long past HTTP_REQUEST_TIMEOUT_MS.
+      connectionsCheckingInterval: Math.min(1000, config.httpRequestTimeoutMs),
+    },
+    app,
+  );
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
   server.keepAliveTimeout = 65_000;
   const streams = attachStreamServer(server, {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
@@ -135,8 +136,33 @@ describe('requests past their deadline', { skip, timeout: 120_000 }, () => {
   const stack = new Stack();
 
   before(async () => {
-    await stack.start({ workers: 1, env: { REQUEST_TIMEOUT_MS: '2000' } });
+    await stack.start({
+      workers: 1,
+      env: { REQUEST_TIMEOUT_MS: '2000', HTTP_REQUEST_TIMEOUT_MS: '1500' },
+    });
     assert.equal(await stack.stop('worker-1'), 0);
+  });
+
+  test('stalled upload gets 408 and its connection closes', async () => {
+    const socket = connect(stack.port, '127.0.0.1');
+    const received: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => received.push(chunk));
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    socket.write(
+      'POST /api/v1/recognize HTTP/1.1\r\nHost: 127.0.0.1\r\n' +
+        'Content-Type: image/jpeg\r\nContent-Length: 1000000\r\n\r\n',
+    );
+    socket.write(Buffer.alloc(100_000, 0xff));
+
+    // The client sends nothing more; the gateway must give up on its own.
+    const outcome = await Promise.race([
+      closed.then(() => 'closed'),
+      sleep(20_000).then(() => 'still open'),
+    ]);
+    socket.destroy();
+
+    assert.equal(outcome, 'closed');
+    assert.match(Buffer.concat(received).toString('latin1'), /^HTTP\/1\.1 408/);
   });
 
   after(async () => {

@@ -224,6 +224,12 @@ export const variables = {
     '8000',
     integer(0, 65535),
   ),
+  httpRequestTimeoutMs: variable(
+    'HTTP_REQUEST_TIMEOUT_MS',
+    'Milliseconds a client has to send a whole HTTP request (headers and body) before the gateway answers 408 and closes the connection, so that stalled uploads do not hold connections.',
+    '30000',
+    integer(1000, 600_000),
+  ),
   requestTimeoutMs: variable(
     'REQUEST_TIMEOUT_MS',
     'Milliseconds the gateway waits for a result before answering 504 TIMEOUT.',
