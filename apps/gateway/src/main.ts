@@ -109,8 +109,8 @@ async function main(): Promise<void> {
   const server: Server = createServer(
     {
       requestTimeout: config.httpRequestTimeoutMs,
-      // Node checks the request deadlines this often; its default of 30 s would let a stalled
-      // upload hold its connection for up to that long past HTTP_REQUEST_TIMEOUT_MS.
+      // Node checks the request deadlines this often. With its default of 30 s, a stalled upload
+      // could keep its connection up to 30 s past HTTP_REQUEST_TIMEOUT_MS.
       connectionsCheckingInterval: Math.min(1000, config.httpRequestTimeoutMs),
     },
     app,
