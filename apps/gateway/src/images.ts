@@ -114,7 +114,9 @@ function readMultipart(
     try {
       parser = busboy({
         headers: request.headers,
-        limits: { fileSize: limits.maxImageBytes, files: fields.length, fields: 20 },
+        // busboy signals 'limit' once a file reaches fileSize bytes, and a file of exactly
+        // MAX_IMAGE_BYTES is allowed, so the signal means one byte over.
+        limits: { fileSize: limits.maxImageBytes + 1, files: fields.length, fields: 20 },
       });
     } catch (error) {
       reject(

@@ -148,6 +148,19 @@ describe(
         'PAYLOAD_TOO_LARGE',
       ],
       [
+        // Exactly the default MAX_IMAGE_BYTES passes the size check and fails on its contents.
+        'multipart image of exactly the limit as no image',
+        async () => ({ image: Buffer.alloc(10 * 1024 * 1024, 0xff) }),
+        415,
+        'IMAGE_UNSUPPORTED_FORMAT',
+      ],
+      [
+        'multipart image one byte over the limit',
+        async () => ({ image: Buffer.alloc(10 * 1024 * 1024 + 1, 0xff) }),
+        413,
+        'PAYLOAD_TOO_LARGE',
+      ],
+      [
         // One byte over the default MAX_IMAGE_BYTES, so the JSON body itself is within its limit.
         'oversize base64 image',
         async () => ({
