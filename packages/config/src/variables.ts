@@ -132,7 +132,7 @@ export const variables = {
   ),
   detectionMaxFaces: variable(
     'DETECTION_MAX_FACES',
-    'Maximum faces returned per image, highest scores first.',
+    "Maximum faces returned per image, highest scores first. A request's `limit` may lower it, not raise it.",
     '100',
     integer(1, 5000),
   ),

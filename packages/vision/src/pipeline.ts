@@ -144,7 +144,11 @@ export class FacePipeline {
     return {
       minScore: overrides.minScore ?? this.config.detectionMinScore,
       nmsIou: overrides.nmsIou ?? this.config.detectionNmsIou,
-      maxFaces: overrides.maxFaces ?? this.config.detectionMaxFaces,
+      // DETECTION_MAX_FACES bounds the work per image: a request may ask for fewer faces only.
+      maxFaces: Math.min(
+        overrides.maxFaces ?? this.config.detectionMaxFaces,
+        this.config.detectionMaxFaces,
+      ),
       minFaceSize: overrides.minFaceSize ?? this.config.minFaceSize,
     };
   }

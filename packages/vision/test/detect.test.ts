@@ -182,3 +182,15 @@ test('same person is more similar than another person', { skip }, async () => {
   assert.ok(cosineSimilarity(a1, a2) > 0.5);
   assert.ok(cosineSimilarity(a1, other) < 0.26);
 });
+
+test('DETECTION_MAX_FACES caps a larger request limit', { skip }, async () => {
+  const capped = await FacePipeline.create(loadConfig({ DETECTION_MAX_FACES: '2' }));
+  after(() => capped.close());
+  const bytes = await readFile(join(faces!, 'edge/multi_face/4faces.png'));
+
+  const asked = await capped.detect(bytes, { maxFaces: 1000 });
+  const fewer = await capped.detect(bytes, { maxFaces: 1 });
+
+  assert.equal(asked.faces.length, 2);
+  assert.equal(fewer.faces.length, 1);
+});
