@@ -2,8 +2,10 @@
 // Starts the whole stack on this machine as separate processes: the matcher,
 // INFERENCE_WORKERS inference workers (default 1) and the gateway, after running
 // the setup (when needed) and the build. Ctrl-C or SIGTERM stops all of them, or the
-// setup or build step while it runs. If one app exits on its own, the others are
-// stopped too and this script exits non-zero.
+// setup or build step while it runs. An app that exits on its own (a crash, an
+// out-of-memory kill) is started again after a delay that doubles while it keeps failing
+// soon after each start, from 1 s up to 30 s. One that exits with code 2 (invalid
+// configuration, which a restart cannot fix) stops the others, and this script exits 2.
 // `npm start` execs this script, so the SIGINT or SIGTERM that npm forwards reaches
 // it, and it stops the stack as well when its parent process goes away. Each app can
 // also run alone: `node apps/<app>/dist/src/main.js`, configured by environment.
@@ -119,6 +121,16 @@ const apps = [
 
 let exitCode = 0;
 
+/** First restart delay of an app that exited on its own. It doubles up to RESTART_MAX_DELAY_MS. */
+const RESTART_DELAY_MS = 1000;
+const RESTART_MAX_DELAY_MS = 30_000;
+/** An app that ran at least this long before it exited is restarted after the first delay again. */
+const RESTART_RESET_AFTER_MS = 60_000;
+/** Exit code of an app whose configuration is invalid (loadConfigOrExit). */
+const CONFIG_ERROR_EXIT_CODE = 2;
+/** Pending restarts by app name, cancelled when the stack stops. */
+const restarts = new Map();
+
 function prefixLines(stream, name, target) {
   createInterface({ input: stream }).on('line', (line) =>
     target.write(`${name.padEnd(9)} | ${line}\n`),
@@ -128,6 +140,9 @@ function prefixLines(stream, name, target) {
 function stopAll(signal) {
   if (stopping) return;
   stopping = true;
+  for (const timer of restarts.values()) clearTimeout(timer);
+  restarts.clear();
+  if (children.size === 0) process.exit(exitCode);
   for (const child of children.values()) child.kill(signal);
   // Every app shuts down within its own bounded time; this is the backstop.
   setTimeout(() => {
@@ -135,8 +150,10 @@ function stopAll(signal) {
   }, 20_000).unref();
 }
 
-for (const app of apps) {
+/** Starts `app`; `delayMs` is the delay before its next restart should it exit on its own. */
+function startApp(app, delayMs = RESTART_DELAY_MS) {
   const { command, args } = appCommand(root, app.entry);
+  const startedAt = Date.now();
   const child = spawn(command, args, {
     cwd: root,
     env: { ...process.env, ...app.env },
@@ -147,16 +164,33 @@ for (const app of apps) {
   prefixLines(child.stderr, app.name, process.stderr);
   child.on('exit', (code, signal) => {
     children.delete(app.name);
-    if (!stopping) {
-      console.error(`start: ${app.name} exited (${signal ?? `code ${code}`}); stopping the others`);
-      exitCode = 1;
-      stopAll('SIGTERM');
-    } else if (code !== 0 && code !== null) {
-      exitCode = exitCode || code;
+    const reason = signal ?? `code ${code}`;
+    if (stopping) {
+      if (code !== 0 && code !== null) exitCode = exitCode || code;
+      if (children.size === 0) process.exit(exitCode);
+      return;
     }
-    if (children.size === 0) process.exit(exitCode);
+    if (code === CONFIG_ERROR_EXIT_CODE) {
+      console.error(
+        `start: ${app.name} exited (${reason}): invalid configuration; stopping the others`,
+      );
+      exitCode = CONFIG_ERROR_EXIT_CODE;
+      stopAll('SIGTERM');
+      return;
+    }
+    const delay = Date.now() - startedAt >= RESTART_RESET_AFTER_MS ? RESTART_DELAY_MS : delayMs;
+    console.error(`start: ${app.name} exited (${reason}); starting it again in ${delay / 1000} s`);
+    restarts.set(
+      app.name,
+      setTimeout(() => {
+        restarts.delete(app.name);
+        startApp(app, Math.min(delay * 2, RESTART_MAX_DELAY_MS));
+      }, delay),
+    );
   });
 }
+
+for (const app of apps) startApp(app);
 
 // A parent killed without passing the signal on (npm through a shell that does not
 // exec, or npm killed with SIGKILL) leaves this process to init. Then the stack stops too.

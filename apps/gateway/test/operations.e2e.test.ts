@@ -315,8 +315,9 @@ test('SIGTERM during the build stops start and the build', { timeout: 90_000 }, 
  * Returns "APP POLICY", sorted, for every app process that runs with QUEUE_PREFIX `prefix`:
  * the app's folder name and its scheduling policy (field 41 of /proc/PID/stat).
  */
-function appPolicies(prefix: string): string[] {
-  const policies: string[] = [];
+/** Lists the app processes of the stack whose QUEUE_PREFIX is `prefix`, sorted by app name. */
+function appProcesses(prefix: string): { app: string; pid: number; policy: string }[] {
+  const found: { app: string; pid: number; policy: string }[] = [];
   for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
     try {
       const entry = /apps\/([a-z-]+)\/dist\/src\/main\.js/.exec(
@@ -325,12 +326,17 @@ function appPolicies(prefix: string): string[] {
       const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
       if (!entry || !environ.includes(`QUEUE_PREFIX=${prefix}`)) continue;
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      policies.push(`${entry[1]} ${stat.slice(stat.lastIndexOf(') ') + 2).split(' ')[38]}`);
+      const policy = stat.slice(stat.lastIndexOf(') ') + 2).split(' ')[38]!;
+      found.push({ app: entry[1]!, pid: Number(pid), policy });
     } catch {
       // The process ended between the listing and the reads.
     }
   }
-  return policies.sort();
+  return found.sort((a, b) => a.app.localeCompare(b.app));
+}
+
+function appPolicies(prefix: string): string[] {
+  return appProcesses(prefix).map(({ app, policy }) => `${app} ${policy}`);
 }
 
 const SCHED_OTHER = '0';
@@ -338,7 +344,7 @@ const SCHED_BATCH = '3';
 const batchPossible = spawnSync('chrt', ['--batch', '0', 'true']).status === 0;
 
 test(
-  'npm start runs every process and SIGTERM stops them all',
+  'npm start runs every process, restarts a killed one, and SIGTERM stops them all',
   { skip: faces ? false : FACES_MISSING, timeout: 120_000 },
   async () => {
     const { spawn } = await import('node:child_process');
@@ -412,6 +418,35 @@ test(
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
     const policies = appPolicies(prefix);
+
+    // A worker killed from outside is started again, and the stack keeps running.
+    const workersBefore = appProcesses(prefix).filter(({ app }) => app === 'inference-worker');
+    process.kill(workersBefore[0]!.pid, 'SIGKILL');
+    let workersAfter: number[] = [];
+    let readyAfter = false;
+    for (let i = 0; i < 120; i += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      workersAfter = appProcesses(prefix)
+        .filter(({ app }) => app === 'inference-worker')
+        .map(({ pid }) => pid);
+      const scraped = await Promise.all(
+        [1, 2].map((offset) =>
+          fetch(`http://127.0.0.1:${metricsPort + offset}/metrics`).then(
+            (r) => r.status,
+            () => 0,
+          ),
+        ),
+      );
+      readyAfter =
+        workersAfter.length === 2 &&
+        !workersAfter.includes(workersBefore[0]!.pid) &&
+        scraped.every((status) => status === 200);
+      if (readyAfter) break;
+    }
+    const gatewayUp = await fetch(`http://127.0.0.1:${port}/health`).then(
+      (r) => r.status,
+      () => 0,
+    );
     child.kill('SIGTERM');
     const code = await exited;
 
@@ -429,6 +464,9 @@ test(
     await rm(indexDir, { recursive: true, force: true });
     assert.ok(ready, output.slice(-2000));
     assert.deepEqual(scrapes, [200, 200, 200]);
+    assert.ok(readyAfter, `workers after the kill: ${workersAfter.join(', ')}`);
+    assert.match(output, /start: worker-\d exited \(SIGKILL\); starting it again in 1 s/);
+    assert.equal(gatewayUp, 200);
     // Where chrt may set it, every app runs under SCHED_BATCH (scripts/app-command.mjs).
     const policy = batchPossible ? SCHED_BATCH : SCHED_OTHER;
     assert.match(
