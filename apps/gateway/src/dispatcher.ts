@@ -170,7 +170,7 @@ export class Dispatcher {
         reject(
           new FaceGateError(
             'TIMEOUT',
-            `no result within ${requestTimeoutMs} ms; the workers may be overloaded or down`,
+            `no result within ${requestTimeoutMs} ms; the inference workers or the matchers may be overloaded or down (GET /ready tells which)`,
           ),
         );
       }, requestTimeoutMs);

@@ -97,7 +97,7 @@ export const faceIdParams = z.object({
   id: z.string().uuid(),
   // Digits only: '1.0' or '1e0' would also name face 1.
   faceId: numberParameter(
-    z.number({ error: 'must be a face id, in digits only' }).int().min(1),
+    z.number({ error: 'must be a face id: 1 to 15 digits, nothing else' }).int().min(1),
     /^\d{1,15}$/,
   ),
 });
@@ -126,13 +126,25 @@ export function parse<T extends z.ZodType>(schema: T, value: unknown, where: str
   }
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => {
+  // A value of the wrong type gets that one problem. zod goes on checking a string sent for an
+  // array against the array's maximum length, which would add "at most 3 characters".
+  const wrongType = new Set(
+    result.error.issues
+      .filter((issue) => issue.code === 'invalid_type')
+      .map((issue) => issue.path.join('.')),
+  );
+  const issues = result.error.issues.filter(
+    (issue) => issue.code === 'invalid_type' || !wrongType.has(issue.path.join('.')),
+  );
+  const described = issues.map((issue) => {
     const path = issue.path.join('.');
     if (issue.code === 'unrecognized_keys')
       return `unknown ${where} parameter(s): ${issue.keys.join(', ')}`;
     const message = describeIssue(issue, valueAt(value, issue.path), where);
     return path ? `${where} '${path}': ${message}` : `${where}: ${message}`;
   });
+  // The branches of a union (a number or a string) can report the same problem twice.
+  const problems = [...new Set(described)];
   throw new FaceGateError('INVALID_REQUEST', problems.join('; '), { details: { problems } });
 }
 
@@ -212,14 +224,21 @@ function describeIssue(issue: z.core.$ZodIssue, sent: unknown, where: string): s
     case 'too_big':
       if (issue.origin === 'string')
         return `must be at most ${String(issue.maximum)} characters long`;
+      if (issue.origin === 'array')
+        return `must list at most ${String(issue.maximum)} items, got ${shown(sent)}`;
       return `must be ${issue.inclusive === false ? 'below' : 'at most'} ${String(issue.maximum)}, got ${shown(sent)}`;
     case 'too_small':
       if (issue.origin === 'string')
         return issue.minimum === 1
           ? 'must not be empty'
           : `must be at least ${String(issue.minimum)} characters long`;
+      if (issue.origin === 'array')
+        return `must list at least ${String(issue.minimum)} items, got ${shown(sent)}`;
       return `must be ${issue.inclusive === false ? 'above' : 'at least'} ${String(issue.minimum)}, got ${shown(sent)}`;
     case 'invalid_format':
+      // A pattern's own message describes what it accepts, while zod's message shows the pattern.
+      if (issue.format === 'regex' && !issue.message.startsWith('Invalid'))
+        return `${issue.message}, got ${shown(sent)}`;
       return `must be a valid ${issue.format}, got ${shown(sent)}`;
     case 'invalid_value': {
       const allowed = issue.values.map((value) => shown(value)).join(', ');

@@ -89,6 +89,8 @@ describe('PostgreSQL and Redis outages', { skip, timeout: 240_000 }, () => {
 
     assert.equal(detected.status, 503, JSON.stringify(detected.json));
     assert.equal(detected.json.error.code, 'DEPENDENCY_UNAVAILABLE');
+    assert.match(detected.json.error.message, /^Redis is unavailable/);
+    assert.doesNotMatch(detected.json.error.message, /enableOfflineQueue|Stream/);
     assert.ok(detected.headers.get('retry-after'));
     assert.equal(ready.status, 503);
     assert.equal(ready.json.checks.redis.ok, false);

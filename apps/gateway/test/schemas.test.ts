@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { FaceGateError } from '@facegate/errors';
+import { z } from 'zod';
 
 import { newBatchBody } from '../src/batches.js';
 import {
@@ -71,10 +72,10 @@ test('numbers are read from decimal text only', () => {
 
 test('face ids are digits only', () => {
   const id = '3f0e3f4e-8a53-4f7e-9a57-9c6c0a8b1e11';
-  for (const faceId of ['1.0', '1e0', '0x1', ' 1']) {
+  for (const faceId of ['1.0', '1e0', '0x1', ' 1', '9007199254740991']) {
     assert.equal(
       messageOf(() => parse(faceIdParams, { id, faceId }, 'path')),
-      `path 'faceId': must be a face id, in digits only, got '${faceId}'`,
+      `path 'faceId': must be a face id: 1 to 15 digits, nothing else, got '${faceId}'`,
     );
   }
   assert.equal(parse(faceIdParams, { id, faceId: '12' }, 'path').faceId, 12);
@@ -151,5 +152,37 @@ test("multiple-faces policy 'center' alias", () => {
   assert.equal(
     messageOf(() => parse(enrolQuery, { multiple_faces: 'middle' }, 'query')),
     "query 'multiple_faces': must be one of 'strict', 'largest', 'centre', got 'middle'",
+  );
+});
+
+test('own pattern message and one problem per wrong type', () => {
+  const schema = z
+    .object({
+      camera: z.string().regex(/^[a-z]+$/, 'must be lower-case letters'),
+      tags: z.array(z.string()).max(3),
+    })
+    .strict();
+
+  assert.equal(
+    messageOf(() => parse(schema, { camera: 'A b', tags: [] }, 'body')),
+    "body 'camera': must be lower-case letters, got 'A b'",
+  );
+  assert.equal(
+    messageOf(() => parse(schema, { camera: 'ab', tags: 'admin' }, 'body')),
+    "body 'tags': must be of type array, got 'admin'",
+  );
+  assert.equal(
+    messageOf(() => parse(schema, { camera: 'ab', tags: ['a', 'b', 'c', 'd'] }, 'body')),
+    `body 'tags': must list at most 3 items, got ["a","b","c","d"]`,
+  );
+});
+
+test('union reports a problem once', () => {
+  const frameId = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+  const schema = z.object({ id: z.union([frameId, z.string().max(5)]) });
+
+  assert.equal(
+    messageOf(() => parse(schema, { id: 1e300 }, 'frame')),
+    "frame 'id': must be at most 9007199254740991, got 1e+300",
   );
 });

@@ -23,14 +23,22 @@ export function createRedis(url: string, options: { blocking?: boolean } = {}): 
 }
 
 export function redisUnavailable(error: unknown): FaceGateError {
+  const message = error instanceof Error ? error.message : String(error);
+  // ioredis words a lost connection in terms of its own options ("Stream isn't writeable and
+  // enableOfflineQueue options is false"), which mean nothing to a client.
+  const reason = CONNECTION_LOST.test(message) ? 'the connection to Redis is down' : message;
   return new FaceGateError(
     'DEPENDENCY_UNAVAILABLE',
-    `Redis is unavailable: ${error instanceof Error ? error.message : String(error)}`,
+    `Redis is unavailable: ${reason}; retry shortly`,
     {
       cause: error,
     },
   );
 }
+
+/** Pattern of the ioredis and socket messages of a connection that is down or reconnecting. */
+const CONNECTION_LOST =
+  /enableOfflineQueue|Connection is closed|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND/;
 
 /** Returns a new key for an uploaded image (see putBlob). */
 export function newBlobKey(keys: KeyNames): string {

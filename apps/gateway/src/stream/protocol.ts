@@ -37,7 +37,12 @@ const recognizeConfig = detectConfig
   })
   .strict();
 
-const configMessage = z.discriminatedUnion('mode', [detectConfig, recognizeConfig]);
+const configMessage = z.discriminatedUnion('mode', [detectConfig, recognizeConfig], {
+  error: (issue) =>
+    issue.input === undefined
+      ? "is required: 'detect' or 'recognize'"
+      : "must be 'detect' or 'recognize'",
+});
 
 const frameMessage = z
   .object({
