@@ -105,7 +105,9 @@ export function registerKeyRoutes(
     // Like a malformed uuid elsewhere, a malformed key id names no key.
     if (!keyIdParams.safeParse({ id }).success)
       throw new FaceGateError('NOT_FOUND', `API key ${id} does not exist`);
-    const record = await revokeApiKey(db, id, actorOf(request));
+    const record = await revokeApiKey(db, id, actorOf(request), {
+      keepAnAdmin: { adminKeysElsewhere: keyRing.envAdminKeys },
+    });
     if (!record) throw new FaceGateError('NOT_FOUND', `API key ${id} does not exist`);
     await keyRing.reload();
     response.json(keyJson(record));

@@ -78,6 +78,11 @@ export class KeyRing extends EventEmitter<{
     return this.#keys.map((key) => key.id);
   }
 
+  /** Number of keys from API_KEYS with the admin scope. */
+  get envAdminKeys(): number {
+    return this.#options.envKeys.filter((key) => key.scopes.includes('admin')).length;
+  }
+
   /** Reads the keys table and starts following its changes. Throws when the first read fails. */
   async start(): Promise<void> {
     const { db } = this.#options;

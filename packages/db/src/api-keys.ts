@@ -2,6 +2,8 @@
  * API keys kept in PostgreSQL. The table stores the SHA-256 of each key, never the key.
  * A key is revoked by setting revoked_at, and every change notifies the gateways.
  */
+import { FaceGateError } from '@facegate/errors';
+
 import { type Actor, recordAudit } from './audit.js';
 import { type Database, transaction } from './database.js';
 import { withDatabaseErrors } from './errors.js';
@@ -115,6 +117,15 @@ export async function loadActiveApiKeys(
   };
 }
 
+export interface RevokeOptions {
+  /**
+   * Rejects (409 CONFLICT) revoking the last active admin key of the table when no other
+   * admin key exists, so that the admin routes stay usable. The gateway sets it
+   * and passes its admin keys from API_KEYS, while the CLI may revoke any key.
+   */
+  keepAnAdmin?: { adminKeysElsewhere: number };
+}
+
 /**
  * Revokes a key and records it in the audit log. Returns the key, or null when there is
  * no key with that id. Revoking a revoked key changes nothing and writes no audit entry.
@@ -123,6 +134,7 @@ export async function revokeApiKey(
   db: Database,
   id: string,
   actor: Actor,
+  options: RevokeOptions = {},
 ): Promise<ApiKeyRecord | null> {
   return transaction(db, async (tx) => {
     const { sql } = tx;
@@ -132,6 +144,20 @@ export async function revokeApiKey(
     const key = existing[0];
     if (!key) return null;
     if (key.revoked_at !== null) return toRecord(key);
+    const guard = options.keepAnAdmin;
+    if (guard && guard.adminKeysElsewhere === 0 && key.scopes.includes('admin')) {
+      // Locked, so that two admins revoking each other's keys at once cannot both succeed.
+      const admins = await sql<{ id: string }[]>`
+        select id from ${sql(tx.schema)}.api_keys
+        where revoked_at is null and 'admin' = any(scopes) for update`;
+      if (admins.every((admin) => admin.id === id)) {
+        throw new FaceGateError(
+          'CONFLICT',
+          `API key ${id} is the last active admin key; create another admin key before revoking it ` +
+            "(or revoke it with 'fr keys revoke')",
+        );
+      }
+    }
 
     const rows = await sql<ApiKeyRow[]>`
       update ${sql(tx.schema)}.api_keys set revoked_at = now() where id = ${id}

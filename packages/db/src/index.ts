@@ -43,7 +43,13 @@ export {
   loadActiveApiKeys,
   revokeApiKey,
 } from './api-keys.js';
-export type { ActiveApiKey, ApiKeyRecord, ApiKeyScope, NewApiKey } from './api-keys.js';
+export type {
+  ActiveApiKey,
+  ApiKeyRecord,
+  ApiKeyScope,
+  NewApiKey,
+  RevokeOptions,
+} from './api-keys.js';
 
 export { pruneMatchLog, recordMatches } from './match-log.js';
 export type { MatchLogEntry } from './match-log.js';

@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 
+import { FaceGateError } from '@facegate/errors';
+
 import {
   type Database,
   MIGRATIONS,
@@ -237,6 +239,32 @@ describe('api keys and the match log', () => {
       ['key.revoke', 'key.create'],
     );
     assert.equal(await revokeApiKey(db, 'zzzzzzzzzzzz', actor), null);
+  });
+
+  test('the last admin key is kept when asked', async () => {
+    const admin = (id: string) =>
+      insertApiKey(
+        db,
+        { id, name: id, keySha256: randomBytes(32), scopes: ['admin'], createdBy: 'cli' },
+        actor,
+      );
+    const guard = { keepAnAdmin: { adminKeysElsewhere: 0 } };
+    await admin('adm1adm1adm1');
+    await admin('adm2adm2adm2');
+
+    const firstRevoked = await revokeApiKey(db, 'adm1adm1adm1', actor, guard);
+    const lastKept = await revokeApiKey(db, 'adm2adm2adm2', actor, guard).catch(
+      (error: unknown) => error,
+    );
+    const withEnvAdmin = await revokeApiKey(db, 'adm2adm2adm2', actor, {
+      keepAnAdmin: { adminKeysElsewhere: 1 },
+    });
+
+    assert.ok(firstRevoked?.revokedAt);
+    assert.ok(lastKept instanceof FaceGateError, String(lastKept));
+    assert.equal(lastKept.code, 'CONFLICT');
+    assert.match(lastKept.message, /last active admin key/);
+    assert.ok(withEnvAdmin?.revokedAt);
   });
 
   test('key rows reject unknown scopes', async () => {
