@@ -8,13 +8,26 @@ export interface ImageLimits {
   maxImageBytes: number;
 }
 
-/** Checks an uploaded image before it goes near a worker: present, within size, a supported format. */
-export function checkImage(bytes: Uint8Array, label: string, limits: ImageLimits): Uint8Array {
-  if (bytes.length === 0) throw new FaceGateError('IMAGE_EMPTY', `${label} is empty (0 bytes)`);
+/**
+ * Checks an uploaded image before it goes near a worker: present, within size, a supported
+ * format. `input`, the request field of the image, goes into the errors' details, as the
+ * workers' decoding errors carry it.
+ */
+export function checkImage(
+  bytes: Uint8Array,
+  label: string,
+  limits: ImageLimits,
+  input?: string,
+): Uint8Array {
+  const named = input === undefined ? {} : { input };
+  if (bytes.length === 0) {
+    throw new FaceGateError('IMAGE_EMPTY', `${label} is empty (0 bytes)`, { details: named });
+  }
   if (bytes.length > limits.maxImageBytes) {
     throw new FaceGateError(
       'IMAGE_TOO_LARGE',
       `${label} is ${bytes.length} bytes; the limit is ${limits.maxImageBytes} bytes`,
+      { details: named },
     );
   }
   const format = sniffFormat(bytes);
@@ -22,7 +35,7 @@ export function checkImage(bytes: Uint8Array, label: string, limits: ImageLimits
     throw new FaceGateError(
       'IMAGE_UNSUPPORTED_FORMAT',
       `${label} has an unsupported format: ${formatName(format)}; send JPEG, PNG, WebP, GIF, TIFF or AVIF`,
-      { details: { detectedFormat: format } },
+      { details: { ...named, detectedFormat: format } },
     );
   }
   return bytes;
@@ -268,11 +281,11 @@ export async function readImages(
   for (const name of names) {
     const bytes = images.get(name);
     if (!bytes) throw new FaceGateError('INVALID_REQUEST', `missing image field '${name}'`);
-    checkImage(bytes, `image '${name}'`, limits);
+    checkImage(bytes, `image '${name}'`, limits, name);
   }
   for (const name of optional) {
     const bytes = images.get(name);
-    if (bytes) checkImage(bytes, `image '${name}'`, limits);
+    if (bytes) checkImage(bytes, `image '${name}'`, limits, name);
   }
   return { images, fields };
 }

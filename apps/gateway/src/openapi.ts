@@ -87,6 +87,7 @@ export const ROUTES: RouteSpec[] = [
     responses: {
       200: { description: 'Similarity and decision', schema: responses.verifyResponse },
       404: error('Visitor not found.'),
+      409: error('The visitor has no enrolled face for the model (CONFLICT).'),
       422: error('No face in an image (NO_FACE).'),
       ...imageErrors,
     },

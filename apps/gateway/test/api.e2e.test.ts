@@ -212,6 +212,25 @@ describe(
       assert.equal(response.json.error.details?.input, 'image_b');
     });
 
+    test('verify names an image refused before decoding', async () => {
+      const good = await photo('lfw/Aaron_Peirsol/Aaron_Peirsol_0001.jpg');
+      const heic = await photo('edge/odd_format/IMG_2682.heic');
+
+      const unsupported = await call(stack, 'POST', '/api/v1/verify', {
+        form: { image_a: heic, image_b: good },
+      });
+      const empty = await call(stack, 'POST', '/api/v1/verify', {
+        form: { image_a: good, image_b: Buffer.alloc(0) },
+      });
+
+      assert.equal(unsupported.status, 415, JSON.stringify(unsupported.json));
+      assert.equal(unsupported.json.error.code, 'IMAGE_UNSUPPORTED_FORMAT');
+      assert.equal(unsupported.json.error.details?.input, 'image_a');
+      assert.equal(empty.status, 400, JSON.stringify(empty.json));
+      assert.equal(empty.json.error.code, 'IMAGE_EMPTY');
+      assert.equal(empty.json.error.details?.input, 'image_b');
+    });
+
     test('a very long Content-Type is cut short in the error', async () => {
       const type = `text/${'x'.repeat(4000)}`;
       const response = await call(stack, 'POST', '/api/v1/detect', {
@@ -607,12 +626,20 @@ describe(
       const other = await call(stack, 'POST', `/api/v1/verify?visitor_id=${visitor.id}`, {
         form: { image: await photo('lfw/Aaron_Peirsol/Aaron_Peirsol_0001.jpg') },
       });
+      const faceless = (await call(stack, 'POST', '/api/v1/visitors', { json: { name: 'None' } }))
+        .json;
+      const noEnrolment = await call(stack, 'POST', `/api/v1/verify?visitor_id=${faceless.id}`, {
+        form: { image: await photo('lfw/Aaron_Peirsol/Aaron_Peirsol_0001.jpg') },
+      });
 
       assert.equal(pair.status, 200, JSON.stringify(pair.json));
       assert.equal(pair.json.match, true);
       assert.equal(against.json.match, true, JSON.stringify(against.json));
       assert.equal(other.json.match, false);
       assert.equal(typeof other.json.threshold, 'number');
+      assert.equal(noEnrolment.status, 409);
+      assert.equal(noEnrolment.json.error.code, 'CONFLICT');
+      assert.match(noEnrolment.json.error.message, /no enrolled face/);
     });
 
     test('deleted visitor is never returned; re-enrolled is found', async () => {

@@ -250,12 +250,10 @@ async function verify(
       ...stored.map((embedding) => cosineSimilarity(probe.vector, embedding)),
     );
     if (stored.length === 0) {
+      // CONFLICT, not NO_FACE: the image has a face, and the visitor's state is what fails.
       throw new FaceGateError(
-        'NO_FACE',
-        `visitor ${job.visitorId} has no enrolled face for model ${probe.modelId}`,
-        {
-          status: 409,
-        },
+        'CONFLICT',
+        `visitor ${job.visitorId} has no enrolled face for model ${probe.modelId}; enrol a photo of the visitor first`,
       );
     }
   } else {
