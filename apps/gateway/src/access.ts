@@ -22,19 +22,22 @@ declare global {
 }
 
 /**
- * Returns the key sent in X-API-Key, or else as `Authorization: Bearer <key>`: undefined
- * when neither header is there, '' for an Authorization header of another form.
+ * Returns the key sent in X-API-Key or as `Authorization: Bearer <key>`: undefined when
+ * neither header is there, '' for a lone Authorization header of another form or for two
+ * headers with different keys.
  */
 export function presentedKey(headers: IncomingHttpHeaders): string | undefined {
   const header = headers['x-api-key'];
-  if (typeof header === 'string' && header !== '') return header.trim();
+  const apiKey = typeof header === 'string' && header !== '' ? header.trim() : undefined;
   const authorization = headers.authorization;
-  if (typeof authorization === 'string') {
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
-    // A malformed header is a wrong key, not a missing one, so the 401 message reads "not valid".
-    return match ? match[1] : '';
-  }
-  return undefined;
+  if (typeof authorization !== 'string') return apiKey;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+  // A malformed header is a wrong key, not a missing one, so the 401 message reads "not valid".
+  if (apiKey === undefined) return match ? match[1] : '';
+  // Beside X-API-Key, another scheme (Basic from a proxy) is not a key. Two different keys
+  // are rejected rather than one picked, since the client is misconfigured.
+  if (!match) return apiKey;
+  return match[1] === apiKey ? apiKey : '';
 }
 
 /** Returns the caller of an authenticated request, as the audit log records it. */
