@@ -41,6 +41,20 @@ export function checkImage(
   return bytes;
 }
 
+/**
+ * Rejects a compressed request body (415): bodies are read as sent, and images are
+ * compressed already. Without it a gzip body reached the parsers as garbage.
+ */
+function rejectEncodedBody(request: Request): void {
+  const encoding = (request.headers['content-encoding'] ?? '').trim().toLowerCase();
+  if (encoding !== '' && encoding !== 'identity') {
+    throw new FaceGateError(
+      'UNSUPPORTED_MEDIA_TYPE',
+      `Content-Encoding '${shownType(encoding)}' is not supported; send the body uncompressed`,
+    );
+  }
+}
+
 function mediaType(request: Request): string {
   return (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
 }
@@ -214,6 +228,7 @@ export async function readImages(
   optional: readonly string[],
   limits: ImageLimits,
 ): Promise<UploadedImages> {
+  rejectEncodedBody(request);
   const type = mediaType(request);
   const all = [...names, ...optional];
   let images = new Map<string, Buffer>();
@@ -292,6 +307,7 @@ export async function readImages(
 
 /** Reads a JSON request body of at most `maxBytes` (415 for another content type, 413 above the limit). */
 export async function readJson(request: Request, maxBytes = 1024 * 1024): Promise<unknown> {
+  rejectEncodedBody(request);
   const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
   if (type !== 'application/json') {
     throw new FaceGateError(

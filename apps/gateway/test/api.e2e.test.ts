@@ -3,6 +3,7 @@ import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 
 import { FACES_MISSING, facesDir } from '@facegate/config';
@@ -182,6 +183,16 @@ describe(
         'IMAGE_CORRUPT',
       ],
       ['invalid base64', async () => ({ json: { image: '***' } }), 400, 'INVALID_REQUEST'],
+      [
+        'a gzip-encoded body',
+        async () => ({
+          raw: gzipSync(await photo('edge/png/32bit.png')),
+          type: 'image/png',
+          headers: { 'content-encoding': 'gzip' },
+        }),
+        415,
+        'UNSUPPORTED_MEDIA_TYPE',
+      ],
       [
         'missing image field',
         async () => ({ form: { picture: Buffer.from('x') } }),
