@@ -42,8 +42,8 @@ export function checkImage(
 }
 
 /**
- * Rejects a compressed request body (415): bodies are read as sent, and images are
- * compressed already. Without it a gzip body reached the parsers as garbage.
+ * Rejects a compressed request body (415). Bodies are read as sent, so a gzip body would
+ * reach the parsers as unreadable bytes, and images are compressed already.
  */
 function rejectEncodedBody(request: Request): void {
   const encoding = (request.headers['content-encoding'] ?? '').trim().toLowerCase();
