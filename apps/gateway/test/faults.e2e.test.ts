@@ -145,6 +145,10 @@ describe('requests past their deadline', { skip, timeout: 120_000 }, () => {
     assert.equal(await stack.stop('worker-1'), 0);
   });
 
+  after(async () => {
+    await stack.stopAll();
+  });
+
   test('stalled upload gets 408 and its connection closes', async () => {
     const socket = connect(stack.port, '127.0.0.1');
     const received: Buffer[] = [];
@@ -165,10 +169,6 @@ describe('requests past their deadline', { skip, timeout: 120_000 }, () => {
 
     assert.equal(outcome, 'closed');
     assert.match(Buffer.concat(received).toString('latin1'), /^HTTP\/1\.1 408/);
-  });
-
-  after(async () => {
-    await stack.stopAll();
   });
 
   test('enrolment answered 504 stores nothing later', async () => {
