@@ -44,6 +44,7 @@ import { VisionPool, isInputError } from './pool.js';
 import { ServiceLoadSampler } from './service-load.js';
 
 const SHUTDOWN_TIMEOUT_MS = 15_000;
+const EXPIRED_WARNING_INTERVAL_MS = 60_000;
 
 /** Return value of a processed inference job: 'expired' when it was skipped. */
 type JobResult = 'expired' | undefined;
@@ -106,6 +107,9 @@ async function main(): Promise<void> {
   const idleSessions = models.idleThreads !== null;
   if (idleSessions) pool.serviceIdle = () => load.take();
   let processed = 0;
+  /** Expired jobs skipped since the last warning, which goes out at most once a minute. */
+  let expiredSinceWarning = 0;
+  let expiredWarnedAt = 0;
 
   async function publish(job: Job<InferenceJob>, reply: Reply): Promise<void> {
     await publishReply(redis, job.data.replyTo, reply);
@@ -121,6 +125,16 @@ async function main(): Promise<void> {
       await redis.del(...blobKeysOf(data)).catch(() => undefined);
       if (logger.isLevelEnabled('debug'))
         log().debug({ queueWaitMs }, 'inference job skipped: its deadline had passed');
+      expiredSinceWarning += 1;
+      if (Date.now() - expiredWarnedAt >= EXPIRED_WARNING_INTERVAL_MS) {
+        logger.warn(
+          { skippedJobs: expiredSinceWarning, queueWaitMs },
+          'skipped inference jobs whose deadline had passed: a backlog after an outage, ' +
+            "or this machine's clock is ahead of the gateway's",
+        );
+        expiredWarnedAt = Date.now();
+        expiredSinceWarning = 0;
+      }
       return 'expired';
     }
     stages.observeTimings({ queueWaitMs });

@@ -11,6 +11,8 @@ import { type Logger, lazyChild } from '@facegate/logger';
 import type { IdentifyDependencies } from './identify.js';
 import { identify } from './identify.js';
 
+const EXPIRED_WARNING_INTERVAL_MS = 60_000;
+
 export interface MatchJobDependencies extends IdentifyDependencies {
   logger: Logger;
   /** Called with the timings of every request that gets a result (metrics). */
@@ -39,6 +41,9 @@ export type MatchInput = MatchEntry;
 export function createMatchProcessor(
   dependencies: MatchJobDependencies,
 ): (delivery: MatchInput) => Promise<MatchSettlement> {
+  /** Expired requests skipped since the last warning, which goes out at most once a minute. */
+  let expiredSinceWarning = 0;
+  let expiredWarnedAt = 0;
   return async (delivery) => {
     const startedAtMs = Date.now();
     const data = delivery.job;
@@ -56,6 +61,16 @@ export function createMatchProcessor(
     if (typeof data.deadline === 'number' && startedAtMs >= data.deadline) {
       if (dependencies.logger.isLevelEnabled('debug'))
         logger().debug('identify request skipped: its deadline had passed');
+      expiredSinceWarning += 1;
+      if (startedAtMs - expiredWarnedAt >= EXPIRED_WARNING_INTERVAL_MS) {
+        dependencies.logger.warn(
+          { skippedRequests: expiredSinceWarning },
+          'skipped identify requests whose deadline had passed: a backlog after an outage, ' +
+            "or this machine's clock is ahead of the gateway's",
+        );
+        expiredWarnedAt = startedAtMs;
+        expiredSinceWarning = 0;
+      }
       return { outcome: 'expired' };
     }
 
