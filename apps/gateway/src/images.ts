@@ -10,8 +10,7 @@ export interface ImageLimits {
 
 /**
  * Checks an uploaded image before it goes near a worker: present, within size, a supported
- * format. `input`, the request field of the image, goes into the errors' details, as the
- * workers' decoding errors carry it.
+ * format. `input`, the request field of the image, goes into the errors' details.
  */
 export function checkImage(
   bytes: Uint8Array,
@@ -293,14 +292,17 @@ export async function readImages(
     );
   }
 
+  // As the workers' decoding errors of verify, errors name the field when the route takes
+  // several images.
+  const several = all.length > 1;
   for (const name of names) {
     const bytes = images.get(name);
     if (!bytes) throw new FaceGateError('INVALID_REQUEST', `missing image field '${name}'`);
-    checkImage(bytes, `image '${name}'`, limits, name);
+    checkImage(bytes, `image '${name}'`, limits, several ? name : undefined);
   }
   for (const name of optional) {
     const bytes = images.get(name);
-    if (bytes) checkImage(bytes, `image '${name}'`, limits, name);
+    if (bytes) checkImage(bytes, `image '${name}'`, limits, several ? name : undefined);
   }
   return { images, fields };
 }
