@@ -88,7 +88,7 @@ export class QueueDepthMetrics {
   constructor(registry: Registry, read: () => Promise<Record<string, Record<string, number>>>) {
     this.depth = new Gauge({
       name: `${METRIC_PREFIX}queue_jobs`,
-      help: 'Jobs in each queue by state (waiting, active, delayed, failed), read at scrape time.',
+      help: 'Jobs in each queue by state (waiting, paused, active, delayed, failed), read at scrape time.',
       labelNames: ['queue', 'state'],
       registers: [registry],
       collect: async () => {
