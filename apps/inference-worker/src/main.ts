@@ -156,7 +156,7 @@ async function main(): Promise<void> {
       }
       return undefined;
     } catch (error) {
-      // An input error gives the same answer on every attempt, and no client waits for the
+      // An input error gives the same result on every attempt, and no client waits for the
       // retry of a job past its deadline.
       const notRetried = isInputError(error) || error instanceof DeadlineError;
       if (notRetried || finalAttempt) {

@@ -188,9 +188,9 @@ test('DETECTION_MAX_FACES caps a larger request limit', { skip }, async () => {
   after(() => capped.close());
   const bytes = await readFile(join(faces!, 'edge/multi_face/4faces.png'));
 
-  const asked = await capped.detect(bytes, { maxFaces: 1000 });
+  const requested = await capped.detect(bytes, { maxFaces: 1000 });
   const fewer = await capped.detect(bytes, { maxFaces: 1 });
 
-  assert.equal(asked.faces.length, 2);
+  assert.equal(requested.faces.length, 2);
   assert.equal(fewer.faces.length, 1);
 });
