@@ -150,7 +150,7 @@ function stopAll(signal) {
   }, 20_000).unref();
 }
 
-/** Starts `app`; `delayMs` is the delay before its next restart should it exit on its own. */
+/** Starts `app`. `delayMs` is the delay before its next restart, should it exit on its own. */
 function startApp(app, delayMs = RESTART_DELAY_MS) {
   const { command, args } = appCommand(root, app.entry);
   const startedAt = Date.now();

@@ -292,8 +292,8 @@ export async function readImages(
     );
   }
 
-  // As the workers' decoding errors of verify, errors name the field when the route takes
-  // several images.
+  // Errors name the field when the route takes several images, as the workers' decoding
+  // errors of verify do.
   const several = all.length > 1;
   for (const name of names) {
     const bytes = images.get(name);
