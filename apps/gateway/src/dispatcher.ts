@@ -6,6 +6,7 @@ import {
   type Queues,
   type Reply,
   addInferenceJob,
+  countLive,
   newBlobKey,
   putBlob,
   redisUnavailable,
@@ -15,16 +16,25 @@ import type { Logger } from '@facegate/logger';
 import type { Redis } from 'ioredis';
 
 /**
- * The backlog is read from Redis at most this often; between reads a burst can
- * overshoot QUEUE_MAX_WAITING by the requests of one interval.
+ * The backlog and the live workers and matchers are read from Redis at most this often;
+ * between reads a burst can overshoot QUEUE_MAX_WAITING by the requests of one interval.
  */
-const BACKLOG_READ_INTERVAL_MS = 50;
+const STATE_READ_INTERVAL_MS = 50;
 /**
- * A request waits for a new backlog read only when the last one is older than this. A
- * younger one decides, and a new read starts beside the request, so that a steady stream of
- * requests does not wait a Redis round trip every BACKLOG_READ_INTERVAL_MS.
+ * A request waits for a new read only when the last one is older than this. A younger one
+ * decides, and a new read starts beside the request, so that a steady stream of requests
+ * does not wait a Redis round trip every STATE_READ_INTERVAL_MS.
  */
-const BACKLOG_MAX_AGE_MS = 1000;
+const STATE_MAX_AGE_MS = 1000;
+
+/** What the dispatcher reads from Redis before it sends a job. */
+interface QueueState {
+  /** Jobs waiting in the inference queue. */
+  waiting: number;
+  /** Inference workers with their models loaded, and matchers with their index. */
+  workers: number;
+  matchers: number;
+}
 
 interface Pending {
   resolve(result: unknown): void;
@@ -98,33 +108,59 @@ export class Dispatcher {
     else pending.reject(deserializeError(reply.error));
   }
 
-  /** Waiting-job count and when it was read; re-read at most every BACKLOG_READ_INTERVAL_MS. */
-  #backlog = { waiting: 0, readAt: 0 };
-  #backlogRead: Promise<void> | undefined;
+  /** The last QueueState read and when; re-read at most every STATE_READ_INTERVAL_MS. */
+  #state: QueueState & { readAt: number } = { waiting: 0, workers: 0, matchers: 0, readAt: 0 };
+  #stateRead: Promise<void> | undefined;
 
-  /** Reads the waiting-job count, unless a read is under way. */
-  #readBacklog(): Promise<void> {
-    this.#backlogRead ??= this.#options.queues.inference
-      .getWaitingCount()
-      .then((waiting) => {
-        this.#backlog = { waiting, readAt: Date.now() };
-      })
-      .finally(() => {
-        this.#backlogRead = undefined;
-      });
-    return this.#backlogRead;
+  /** Names what the last read found missing for a job of `kind`, if anything. */
+  #missing(kind: InferenceJob['kind']): string | undefined {
+    if (this.#state.workers === 0) return 'inference worker with its models loaded';
+    if (kind === 'recognize' && this.#state.matchers === 0) return 'matcher with a loaded index';
+    return undefined;
   }
 
-  /** Rejects with QUEUE_FULL when the waiting backlog is over the limit. */
-  async #checkBacklog(): Promise<void> {
-    const age = Date.now() - this.#backlog.readAt;
-    if (age > BACKLOG_MAX_AGE_MS) {
-      await this.#readBacklog();
-    } else if (age > BACKLOG_READ_INTERVAL_MS) {
+  /** Reads the queue state, unless a read is under way. */
+  #readState(): Promise<void> {
+    const { queues, redis, keys } = this.#options;
+    this.#stateRead ??= Promise.all([
+      queues.inference.getWaitingCount(),
+      countLive(redis, keys, 'worker'),
+      countLive(redis, keys, 'matcher'),
+    ])
+      .then(([waiting, workers, matchers]) => {
+        this.#state = { waiting, workers, matchers, readAt: Date.now() };
+      })
+      .finally(() => {
+        this.#stateRead = undefined;
+      });
+    return this.#stateRead;
+  }
+
+  /**
+   * Rejects a job that could not get its result in time: NOT_READY when no process that would
+   * take it is running (the job would wait in the queue until its deadline), QUEUE_FULL
+   * when the waiting backlog is over the limit.
+   */
+  async #admit(kind: InferenceJob['kind']): Promise<void> {
+    const age = Date.now() - this.#state.readAt;
+    const stale = age > STATE_READ_INTERVAL_MS;
+    // A request about to be refused for want of a worker or matcher waits for a fresh read,
+    // so that one which has just started is seen at once.
+    if (age > STATE_MAX_AGE_MS || (stale && this.#missing(kind) !== undefined)) {
+      await this.#readState();
+    } else if (stale) {
       // A failure here shows in the request itself, which needs Redis as well.
-      this.#readBacklog().catch(() => undefined);
+      this.#readState().catch(() => undefined);
     }
-    const { waiting } = this.#backlog;
+    const missing = this.#missing(kind);
+    if (missing !== undefined) {
+      throw new FaceGateError(
+        'NOT_READY',
+        `no ${missing} is running (none has sent a heartbeat to Redis lately), so the ` +
+          'request was not queued; GET /ready tells more',
+      );
+    }
+    const { waiting } = this.#state;
     if (waiting >= this.#options.queueMaxWaiting) {
       throw new FaceGateError(
         'QUEUE_FULL',
@@ -148,7 +184,7 @@ export class Dispatcher {
     const correlationId = randomUUID();
 
     try {
-      await this.#checkBacklog();
+      await this.#admit(kind);
     } catch (error) {
       throw error instanceof FaceGateError ? error : redisUnavailable(error);
     }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { FACES_MISSING, facesDir } from '@facegate/config';
-import { keyNames, readHeartbeats } from '@facegate/contracts';
+import { createQueues, keyNames, readHeartbeats } from '@facegate/contracts';
 import { Redis } from 'ioredis';
 
 import { CuttableProxy } from '@facegate/testing';
@@ -108,15 +108,21 @@ describe('backlog limit and deadline', { skip, timeout: 120_000 }, () => {
   const stack = new Stack();
 
   before(async () => {
-    await stack.start({ workers: 1, env: { QUEUE_MAX_WAITING: '2', REQUEST_TIMEOUT_MS: '2000' } });
-    assert.equal(await stack.stop('worker-1'), 0);
+    // A worker killed without warning keeps its place among the live ones until three
+    // heartbeat intervals pass; made a minute each, that lasts the whole test, so the
+    // gateway still queues jobs which nobody takes.
+    await stack.start({
+      workers: 1,
+      env: { QUEUE_MAX_WAITING: '2', REQUEST_TIMEOUT_MS: '2000', HEARTBEAT_INTERVAL_MS: '60000' },
+    });
+    await stack.stop('worker-1', 'SIGKILL');
   });
 
   after(async () => {
     await stack.stopAll();
   });
 
-  test('without workers requests time out, then the queue is full', async () => {
+  test('with the only worker dead, requests time out, then the queue is full', async () => {
     const image = await photo('edge/png/32bit.png');
 
     const first = await Promise.all(
@@ -134,15 +140,92 @@ describe('backlog limit and deadline', { skip, timeout: 120_000 }, () => {
   });
 });
 
+describe('no worker or matcher running', { skip, timeout: 120_000 }, () => {
+  const stack = new Stack();
+
+  before(async () => {
+    // Requests that were queued would wait this long; the refusals below come before it.
+    await stack.start({ workers: 1, env: { REQUEST_TIMEOUT_MS: '20000' } });
+  });
+
+  after(async () => {
+    await stack.stopAll();
+  });
+
+  test('requests are refused at once and nothing is queued, until one comes back', async () => {
+    const image = await photo('lfw/Tony_Blair/Tony_Blair_0001.jpg');
+    const waitingJobs = async (): Promise<number> => {
+      const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+      const queues = createQueues(redis, keyNames(stack.prefix));
+      const waiting = await queues.inference.getWaitingCount();
+      await queues.close();
+      await redis.quit();
+      return waiting;
+    };
+
+    // A worker that stops leaves the live set at once. The gateway may admit requests on
+    // what it read up to a second earlier (STATE_MAX_AGE_MS in dispatcher.ts): wait that out.
+    assert.equal(await stack.stop('worker-1'), 0);
+    await sleep(1100);
+    const noWorker = await Promise.all([
+      call(stack, 'POST', '/api/v1/detect', { image }),
+      call(stack, 'POST', '/api/v1/recognize', { image }),
+      call(stack, 'POST', '/api/v1/verify', {
+        json: { image_a: image.toString('base64'), image_b: image.toString('base64') },
+      }),
+    ]);
+    const queuedWithoutWorker = await waitingJobs();
+
+    stack.spawn('worker', 'worker-2');
+    const detected = await eventually('a new worker answers', async () => {
+      const response = await call(stack, 'POST', '/api/v1/detect', { image });
+      return response.status === 200 ? response : undefined;
+    });
+
+    // Detection needs no matcher; recognition does.
+    assert.equal(await stack.stop('matcher'), 0);
+    await sleep(1100);
+    const noMatcher = await call(stack, 'POST', '/api/v1/recognize', { image });
+    const detectedWithoutMatcher = await call(stack, 'POST', '/api/v1/detect', { image });
+    const queuedWithoutMatcher = await waitingJobs();
+
+    stack.spawn('matcher');
+    const recognized = await eventually('a new matcher answers', async () => {
+      const response = await call(stack, 'POST', '/api/v1/recognize', { image });
+      return response.status === 200 ? response : undefined;
+    });
+
+    for (const response of noWorker) {
+      assert.equal(response.status, 503, JSON.stringify(response.json));
+      assert.equal(response.json.error.code, 'NOT_READY');
+      assert.match(response.json.error.message, /no inference worker/);
+      assert.equal(response.headers.get('retry-after'), '1');
+    }
+    assert.equal(queuedWithoutWorker, 0);
+    assert.ok(detected.json.faces.length >= 1);
+    assert.equal(noMatcher.status, 503, JSON.stringify(noMatcher.json));
+    assert.equal(noMatcher.json.error.code, 'NOT_READY');
+    assert.match(noMatcher.json.error.message, /no matcher/);
+    assert.equal(detectedWithoutMatcher.status, 200);
+    assert.equal(queuedWithoutMatcher, 0);
+    assert.ok(recognized.json.faces.length >= 1);
+  });
+});
+
 describe('requests past their deadline', { skip, timeout: 120_000 }, () => {
   const stack = new Stack();
 
   before(async () => {
+    // As above: the killed worker still counts as live, so jobs are queued and expire.
     await stack.start({
       workers: 1,
-      env: { REQUEST_TIMEOUT_MS: '2000', HTTP_REQUEST_TIMEOUT_MS: '1500' },
+      env: {
+        REQUEST_TIMEOUT_MS: '2000',
+        HTTP_REQUEST_TIMEOUT_MS: '1500',
+        HEARTBEAT_INTERVAL_MS: '60000',
+      },
     });
-    assert.equal(await stack.stop('worker-1'), 0);
+    await stack.stop('worker-1', 'SIGKILL');
   });
 
   after(async () => {

@@ -242,7 +242,12 @@ describe(
 
     before(async () => {
       // A deadline longer than the gateway's 15 s shutdown limit: only draining ends the wait.
-      await stack.start({ workers: 1, env: { REQUEST_TIMEOUT_MS: '60000' } });
+      // Heartbeats a minute apart: the killed matcher below still counts as live, so the
+      // gateway queues the requests instead of refusing them at once.
+      await stack.start({
+        workers: 1,
+        env: { REQUEST_TIMEOUT_MS: '60000', HEARTBEAT_INTERVAL_MS: '60000' },
+      });
     });
 
     after(async () => {

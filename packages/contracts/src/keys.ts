@@ -9,6 +9,8 @@ export interface KeyNames {
   replyChannel(gatewayId: string): string;
   heartbeat(role: HeartbeatRole, id: string): string;
   heartbeatPattern(role: HeartbeatRole): string;
+  /** Sorted set of the ready processes of one role, scored by when they count as gone. */
+  live(role: HeartbeatRole): string;
 }
 
 export type HeartbeatRole = 'worker' | 'matcher';
@@ -22,5 +24,6 @@ export function keyNames(prefix: string): KeyNames {
     replyChannel: (gatewayId) => `${prefix}:replies:${gatewayId}`,
     heartbeat: (role, id) => `${prefix}:heartbeat:${role}:${id}`,
     heartbeatPattern: (role) => `${prefix}:heartbeat:${role}:*`,
+    live: (role) => `${prefix}:live:${role}`,
   };
 }

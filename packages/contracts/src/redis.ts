@@ -81,19 +81,43 @@ export interface Heartbeat {
   detail: Record<string, unknown>;
 }
 
-/** Writes a heartbeat that expires after three intervals unless refreshed. */
+/**
+ * Milliseconds since the epoch by Redis's clock, in a script. The live sets are scored and
+ * read with this one clock, so a host whose clock is off does not count as gone.
+ */
+const REDIS_NOW =
+  "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) ";
+
+/**
+ * KEYS[1] the live set; ARGV: id, milliseconds until it counts as gone, '1' when ready.
+ * Members past their time are dropped on each write, so the set stays as small as the fleet.
+ */
+const MARK_LIVE =
+  REDIS_NOW +
+  "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) " +
+  "if ARGV[3] == '1' then redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) " +
+  "else redis.call('ZREM', KEYS[1], ARGV[1]) end return 0";
+
+/** KEYS[1] the live set; returns how many members have not yet passed their time. */
+const COUNT_LIVE = REDIS_NOW + "return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')";
+
+/**
+ * Writes a heartbeat that expires after three intervals unless refreshed, and keeps the
+ * process in its role's live set (see countLive) while it is ready.
+ */
 export async function writeHeartbeat(
   redis: Redis,
   keys: KeyNames,
   heartbeat: Heartbeat,
   intervalMs: number,
 ): Promise<void> {
-  await redis.set(
-    keys.heartbeat(heartbeat.role, heartbeat.id),
-    JSON.stringify(heartbeat),
-    'PX',
-    intervalMs * 3,
-  );
+  const ttlMs = intervalMs * 3;
+  // One transaction, so that a reader that sees the heartbeat ready also finds it in the live set.
+  await redis
+    .multi()
+    .set(keys.heartbeat(heartbeat.role, heartbeat.id), JSON.stringify(heartbeat), 'PX', ttlMs)
+    .eval(MARK_LIVE, 1, keys.live(heartbeat.role), heartbeat.id, ttlMs, heartbeat.ready ? '1' : '0')
+    .exec();
 }
 
 export async function removeHeartbeat(
@@ -102,7 +126,20 @@ export async function removeHeartbeat(
   role: HeartbeatRole,
   id: string,
 ): Promise<void> {
-  await redis.del(keys.heartbeat(role, id));
+  await redis.multi().del(keys.heartbeat(role, id)).zrem(keys.live(role), id).exec();
+}
+
+/**
+ * Counts the ready processes of one role whose last heartbeat is younger than three
+ * intervals: one command on a key of a few members, cheap enough to ask several times a
+ * second, where readHeartbeats scans the whole key space.
+ */
+export async function countLive(
+  redis: Redis,
+  keys: KeyNames,
+  role: HeartbeatRole,
+): Promise<number> {
+  return Number(await redis.eval(COUNT_LIVE, 1, keys.live(role)));
 }
 
 /** Lists the live heartbeats of one role (SCAN, so it never blocks Redis). */
