@@ -87,7 +87,7 @@ describe(
       await afterClose.close();
 
       assert.equal(extra.status, 503);
-      assert.equal(extra.body.error.code, 'QUEUE_FULL');
+      assert.equal(extra.body.error.code, 'TOO_MANY_STREAMS');
       assert.match(extra.body.error.message, /limit 4/);
       assert.ok(afterClose);
     });

@@ -393,7 +393,7 @@ export const variables = {
   ),
   streamMaxConnections: variable(
     'STREAM_MAX_CONNECTIONS',
-    'Open WebSocket streams per gateway above which new ones are rejected with 503.',
+    'Open WebSocket streams per gateway above which new ones are rejected with 503 TOO_MANY_STREAMS.',
     '64',
     integer(1, 100_000),
   ),

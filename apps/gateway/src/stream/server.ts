@@ -163,12 +163,10 @@ export class StreamServer {
         this.#logger.warn({ maxConnections }, 'stream rejected: connection limit reached');
         this.#limitLogged = true;
       }
-      // NOTE: the errors package has no code for a connection limit yet, so this
-      // uses QUEUE_FULL, the closest one ("too much work now, retry shortly").
       rejectUpgrade(
         socket,
         503,
-        'QUEUE_FULL',
+        'TOO_MANY_STREAMS',
         `the gateway has ${this.#connections.size} open streams (limit ${maxConnections}); retry later`,
         { 'Retry-After': '5' },
       );
