@@ -54,6 +54,39 @@ function rejectEncodedBody(request: Request): void {
   }
 }
 
+/** Decodes JSON bytes as UTF-8 strictly, so a malformed byte is an error and not U+FFFD. */
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Parses a JSON request body as UTF-8 (RFC 8259). Another declared charset is a 415 and
+ * invalid UTF-8 a 400, so no replacement character reaches a stored name.
+ */
+function parseJsonBody(request: Request, bytes: Buffer): unknown {
+  const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(
+    request.headers['content-type'] ?? '',
+  )?.[1];
+  if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
+    throw new FaceGateError(
+      'UNSUPPORTED_MEDIA_TYPE',
+      `JSON is read as UTF-8 only; charset '${shownType(charset)}' is not supported`,
+    );
+  }
+  let text: string;
+  try {
+    text = strictUtf8.decode(bytes);
+  } catch {
+    throw new FaceGateError(
+      'INVALID_REQUEST',
+      'the JSON body is not valid UTF-8; send it encoded as UTF-8',
+    );
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new FaceGateError('INVALID_REQUEST', 'the JSON body cannot be parsed');
+  }
+}
+
 function mediaType(request: Request): string {
   return (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
 }
@@ -246,13 +279,7 @@ export async function readImages(
     images.set(names[0]!, await readBody(request, limits.maxImageBytes));
   } else if (type === 'application/json') {
     const maxJson = Math.ceil((all.length * limits.maxImageBytes * 4) / 3) + 64 * 1024;
-    const text = (await readBody(request, maxJson)).toString('utf8');
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      throw new FaceGateError('INVALID_REQUEST', 'the JSON body cannot be parsed');
-    }
+    const parsed = parseJsonBody(request, await readBody(request, maxJson));
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
       throw new FaceGateError('INVALID_REQUEST', 'the JSON body must be an object');
     }
@@ -325,9 +352,5 @@ export async function readJson(request: Request, maxBytes = 1024 * 1024): Promis
       throw new FaceGateError('PAYLOAD_TOO_LARGE', `the JSON body exceeds ${maxBytes} bytes`);
     chunks.push(chunk);
   }
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
-  } catch {
-    throw new FaceGateError('INVALID_REQUEST', 'the JSON body cannot be parsed');
-  }
+  return parseJsonBody(request, Buffer.concat(chunks));
 }

@@ -184,6 +184,18 @@ describe(
       ],
       ['invalid base64', async () => ({ json: { image: '***' } }), 400, 'INVALID_REQUEST'],
       [
+        'JSON in UTF-16',
+        async () => ({
+          raw: Buffer.from(
+            JSON.stringify({ image: (await photo('edge/png/32bit.png')).toString('base64') }),
+            'utf16le',
+          ),
+          type: 'application/json; charset=utf-16',
+        }),
+        415,
+        'UNSUPPORTED_MEDIA_TYPE',
+      ],
+      [
         'a gzip-encoded body',
         async () => ({
           raw: gzipSync(await photo('edge/png/32bit.png')),
@@ -448,6 +460,19 @@ describe(
       const padded = await call(stack, 'POST', '/api/v1/visitors', {
         json: { name: 'P', externalId: ' emp-1 ' },
       });
+      // "René" with its é in Latin-1, which is not UTF-8.
+      const latin1 = await call(stack, 'POST', '/api/v1/visitors', {
+        raw: Buffer.from('{"name":"Ren\u00e9"}', 'latin1'),
+        type: 'application/json',
+      });
+      const utf16 = await call(stack, 'PATCH', `/api/v1/visitors/${visitor.id}`, {
+        raw: Buffer.from('{"name":"Ren\u00e9"}', 'utf16le'),
+        type: 'application/json; charset=UTF-16LE',
+      });
+      const declaredUtf8 = await call(stack, 'POST', '/api/v1/visitors', {
+        raw: Buffer.from('{"name":"Ren\u00e9"}', 'utf8'),
+        type: 'application/json; charset="UTF-8"',
+      });
       const unchanged = await call(stack, 'GET', `/api/v1/visitors/${visitor.id}`);
 
       for (const [index, response] of responses.entries()) {
@@ -460,7 +485,14 @@ describe(
       assert.equal(deepest.status, 201, JSON.stringify(deepest.json));
       assert.equal(padded.status, 400);
       assert.match(padded.json.error.message, /externalId/);
+      assert.equal(latin1.status, 400, JSON.stringify(latin1.json));
+      assert.match(latin1.json.error.message, /not valid UTF-8/);
+      assert.equal(utf16.status, 415, JSON.stringify(utf16.json));
+      assert.equal(utf16.json.error.code, 'UNSUPPORTED_MEDIA_TYPE');
+      assert.equal(declaredUtf8.status, 201, JSON.stringify(declaredUtf8.json));
+      assert.equal(declaredUtf8.json.name, 'Ren\u00e9');
       assert.deepEqual(unchanged.json.metadata, {});
+      assert.equal(unchanged.json.name, 'Deep');
     });
 
     test('enrolment rules: one face, not too small, stored once', async () => {
