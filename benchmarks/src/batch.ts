@@ -154,6 +154,7 @@ async function main(): Promise<void> {
   const source = linkDir ?? lfw;
 
   const stack = new Stack();
+  const releaseSignals = stack.stopOnSignals();
   await stack.start({ workers, env: { LOG_LEVEL: 'warn' } });
   const startedMs = performance.now();
   const rss = startRssSampling(stack, rssIntervalMs, startedMs);
@@ -189,6 +190,7 @@ async function main(): Promise<void> {
   } finally {
     series = rss.stop();
     await stack.stopAll();
+    releaseSignals();
     if (linkDir) await rm(linkDir, { recursive: true, force: true });
   }
   process.stderr.write('timing FacePipeline.analyze in-process again...\n');

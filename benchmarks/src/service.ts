@@ -228,13 +228,14 @@ async function main(): Promise<void> {
   stack.env = {
     DATABASE_URL: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
   };
-  const fillSeconds = await fillGallery(
-    stack,
-    gallery,
-    EMBEDDER_MODELS[modelConfig().faceEmbedder],
-  );
-  console.log(`gallery: ${gallery} random unit vectors inserted in ${fillSeconds.toFixed(1)} s`);
+  const releaseSignals = stack.stopOnSignals();
   try {
+    const fillSeconds = await fillGallery(
+      stack,
+      gallery,
+      EMBEDDER_MODELS[modelConfig().faceEmbedder],
+    );
+    console.log(`gallery: ${gallery} random unit vectors inserted in ${fillSeconds.toFixed(1)} s`);
     const started = performance.now();
     const starting = stack.start({
       workers: option('workers', 1),
@@ -281,6 +282,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await stack.stopAll();
+    releaseSignals();
     await pipeline.close();
   }
 

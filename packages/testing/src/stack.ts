@@ -5,7 +5,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -178,6 +178,32 @@ export class Stack {
     return [...this.logs]
       .map(([name, lines]) => `--- ${name}\n${lines.join('').slice(-3000)}`)
       .join('\n');
+  }
+
+  /**
+   * Makes SIGINT and SIGTERM stop the stack (processes, schema, Redis keys, index files)
+   * before the process exits with 128 + the signal number, so that a benchmark stopped with
+   * Ctrl-C leaves nothing behind. Returns a function that removes the handlers.
+   */
+  stopOnSignals(): () => void {
+    const handlers = (['SIGINT', 'SIGTERM'] as const).map((signal) => {
+      const handler = (): void => {
+        console.error(`${signal}: stopping the stack and removing its schema ${this.schema}`);
+        const code = 128 + osConstants.signals[signal];
+        this.stopAll().then(
+          () => process.exit(code),
+          (error: unknown) => {
+            console.error('stopping the stack failed:', error);
+            process.exit(code);
+          },
+        );
+      };
+      process.once(signal, handler);
+      return [signal, handler] as const;
+    });
+    return () => {
+      for (const [signal, handler] of handlers) process.off(signal, handler);
+    };
   }
 
   async stopAll(): Promise<void> {
