@@ -8,8 +8,9 @@ export interface KeyNames {
   matchStream: string;
   replyChannel(gatewayId: string): string;
   heartbeat(role: HeartbeatRole, id: string): string;
-  heartbeatPattern(role: HeartbeatRole): string;
-  /** Sorted set of the ready processes of one role, scored by when they count as gone. */
+  /** Sorted set of the processes of one role with a heartbeat, scored by when it expires. */
+  heartbeats(role: HeartbeatRole): string;
+  /** The same for the processes that are ready. */
   live(role: HeartbeatRole): string;
 }
 
@@ -23,7 +24,7 @@ export function keyNames(prefix: string): KeyNames {
     matchStream: `${prefix}:match-requests`,
     replyChannel: (gatewayId) => `${prefix}:replies:${gatewayId}`,
     heartbeat: (role, id) => `${prefix}:heartbeat:${role}:${id}`,
-    heartbeatPattern: (role) => `${prefix}:heartbeat:${role}:*`,
+    heartbeats: (role) => `${prefix}:heartbeats:${role}`,
     live: (role) => `${prefix}:live:${role}`,
   };
 }

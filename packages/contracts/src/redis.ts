@@ -82,28 +82,34 @@ export interface Heartbeat {
 }
 
 /**
- * Milliseconds since the epoch by Redis's clock, in a script. The live sets are scored and
- * read with this one clock, so a host whose clock is off does not count as gone.
+ * Milliseconds since the epoch by Redis's clock, in a script. The sets of heartbeats are
+ * scored and read with this one clock, so a host whose clock is off does not count as gone.
  */
 const REDIS_NOW =
   "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) ";
 
 /**
- * KEYS[1] the live set; ARGV: id, milliseconds until it counts as gone, '1' when ready.
- * Members past their time are dropped on each write, so the set stays as small as the fleet.
+ * KEYS: the heartbeats set and the live set of a role; ARGV: id, milliseconds until it
+ * expires, '1' when ready. Members past their time are dropped on each write, so the sets
+ * stay as small as the fleet.
  */
-const MARK_LIVE =
+const MARK_HEARTBEAT =
   REDIS_NOW +
   "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) " +
-  "if ARGV[3] == '1' then redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) " +
-  "else redis.call('ZREM', KEYS[1], ARGV[1]) end return 0";
+  "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now) " +
+  "redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) " +
+  "if ARGV[3] == '1' then redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1]) " +
+  "else redis.call('ZREM', KEYS[2], ARGV[1]) end return 0";
 
-/** KEYS[1] the live set; returns how many members have not yet passed their time. */
-const COUNT_LIVE = REDIS_NOW + "return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')";
+/** KEYS[1] a set of heartbeats; returns how many members have not yet passed their time. */
+const COUNT_CURRENT = REDIS_NOW + "return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')";
+
+/** KEYS[1] a set of heartbeats; returns the members that have not yet passed their time. */
+const LIST_CURRENT = REDIS_NOW + "return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')";
 
 /**
  * Writes a heartbeat that expires after three intervals unless refreshed, and keeps the
- * process in its role's live set (see countLive) while it is ready.
+ * process in its role's set of heartbeats, and in the live set while it is ready.
  */
 export async function writeHeartbeat(
   redis: Redis,
@@ -111,12 +117,21 @@ export async function writeHeartbeat(
   heartbeat: Heartbeat,
   intervalMs: number,
 ): Promise<void> {
+  const { role, id } = heartbeat;
   const ttlMs = intervalMs * 3;
   // One transaction, so that a reader that sees the heartbeat ready also finds it in the live set.
   await redis
     .multi()
-    .set(keys.heartbeat(heartbeat.role, heartbeat.id), JSON.stringify(heartbeat), 'PX', ttlMs)
-    .eval(MARK_LIVE, 1, keys.live(heartbeat.role), heartbeat.id, ttlMs, heartbeat.ready ? '1' : '0')
+    .set(keys.heartbeat(role, id), JSON.stringify(heartbeat), 'PX', ttlMs)
+    .eval(
+      MARK_HEARTBEAT,
+      2,
+      keys.heartbeats(role),
+      keys.live(role),
+      id,
+      ttlMs,
+      heartbeat.ready ? '1' : '0',
+    )
     .exec();
 }
 
@@ -126,43 +141,39 @@ export async function removeHeartbeat(
   role: HeartbeatRole,
   id: string,
 ): Promise<void> {
-  await redis.multi().del(keys.heartbeat(role, id)).zrem(keys.live(role), id).exec();
+  await redis
+    .multi()
+    .del(keys.heartbeat(role, id))
+    .zrem(keys.heartbeats(role), id)
+    .zrem(keys.live(role), id)
+    .exec();
 }
 
 /**
  * Counts the ready processes of one role whose last heartbeat is younger than three
- * intervals: one command on a key of a few members, cheap enough to ask several times a
- * second, where readHeartbeats scans the whole key space.
+ * intervals: one command on a key of a few members, cheap enough to run several times a
+ * second.
  */
 export async function countLive(
   redis: Redis,
   keys: KeyNames,
   role: HeartbeatRole,
 ): Promise<number> {
-  return Number(await redis.eval(COUNT_LIVE, 1, keys.live(role)));
+  return Number(await redis.eval(COUNT_CURRENT, 1, keys.live(role)));
 }
 
-/** Lists the live heartbeats of one role (SCAN, so it never blocks Redis). */
+/**
+ * Lists the current heartbeats of one role, ready or not. It reads the role's set of
+ * heartbeats and then their keys, so its cost does not grow with the other keys in Redis.
+ */
 export async function readHeartbeats(
   redis: Redis,
   keys: KeyNames,
   role: HeartbeatRole,
 ): Promise<Heartbeat[]> {
-  const found: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, batch] = await redis.scan(
-      cursor,
-      'MATCH',
-      keys.heartbeatPattern(role),
-      'COUNT',
-      200,
-    );
-    cursor = next;
-    found.push(...batch);
-  } while (cursor !== '0');
-  if (found.length === 0) return [];
-  const values = await redis.mget(found);
+  const ids = (await redis.eval(LIST_CURRENT, 1, keys.heartbeats(role))) as string[];
+  if (ids.length === 0) return [];
+  const values = await redis.mget(ids.map((id) => keys.heartbeat(role, id)));
   return values.flatMap((value) => (value ? [JSON.parse(value) as Heartbeat] : []));
 }
 

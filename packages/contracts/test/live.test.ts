@@ -1,4 +1,4 @@
-// The live sets that the gateway reads before it queues a job, against the local Redis.
+// The sets of heartbeats that /ready and the gateway's admission read, against the local Redis.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
@@ -10,6 +10,7 @@ import {
   countLive,
   createRedis,
   keyNames,
+  readHeartbeats,
   removeHeartbeat,
   waitForRedis,
   writeHeartbeat,
@@ -50,8 +51,14 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 
 test('ready processes count until they stop, turn unready or miss three heartbeats', async () => {
   const counts: Record<string, number> = {};
+  const listed: Record<string, string> = {};
   const count = async (label: string): Promise<void> => {
     counts[label] = await countLive(redis, keys, 'worker');
+    const heartbeats = await readHeartbeats(redis, keys, 'worker');
+    listed[label] = heartbeats
+      .map((beat) => `${beat.id}${beat.ready ? '' : '?'}`)
+      .sort()
+      .join(' ');
   };
 
   await count('none yet');
@@ -81,8 +88,21 @@ test('ready processes count until they stop, turn unready or miss three heartbea
     'c fresh': 1,
     'c silent for 400 ms': 0,
   });
+  // readHeartbeats lists unready processes too ('?'), for /ready to show their state.
+  assert.deepEqual(listed, {
+    'none yet': '',
+    'one unready': 'a?',
+    'two ready, one of them twice': 'a b',
+    'b turned unready': 'a b?',
+    'a stopped': 'b?',
+    'c fresh': 'b? c',
+    'c silent for 400 ms': 'b?',
+  });
   assert.equal(matchers, 0, 'roles are counted apart');
-  // Members past their time are dropped by the next write, so the set does not grow.
-  await writeHeartbeat(redis, keys, heartbeat('d', true), 60_000);
-  assert.deepEqual(await redis.zrange(keys.live('worker'), 0, -1), ['d']);
+  // Members past their time are dropped by the next write, so the sets do not grow.
+  await writeHeartbeat(redis, keys, heartbeat('d', true), 50);
+  await sleep(200);
+  await writeHeartbeat(redis, keys, heartbeat('e', true), 60_000);
+  assert.deepEqual(await redis.zrange(keys.live('worker'), 0, -1), ['e']);
+  assert.deepEqual(await redis.zrange(keys.heartbeats('worker'), 0, -1), ['b', 'e']);
 });
