@@ -60,37 +60,43 @@ export class HeartbeatPublisher {
       this.writeAgain = true;
       return;
     }
-    this.writing = this.writeLoop().finally(() => {
-      this.writing = null;
-    });
+    // Started on the next tick, so that `writing` is set before the loop can clear it.
+    this.writing = Promise.resolve().then(() => this.writeLoop());
   }
 
   private async writeLoop(): Promise<void> {
-    do {
-      this.writeAgain = false;
-      const { ready, detail } = this.options.read();
-      const heartbeat: Heartbeat = {
-        id: this.id,
-        role: 'matcher',
-        host: hostname(),
-        pid: process.pid,
-        startedAt: this.startedAt,
-        updatedAt: new Date().toISOString(),
-        ready,
-        detail,
-      };
-      try {
-        await writeHeartbeat(
-          this.options.redis,
-          this.options.keys,
-          heartbeat,
-          this.options.intervalMs,
-        );
-        this.failures.succeeded();
-      } catch (error) {
-        this.failures.failed(error, { heartbeatId: this.id });
-      }
-    } while (this.writeAgain && !this.stopped);
+    // `writing` is cleared in the same step as the last check of `writeAgain`. Cleared in a
+    // callback of the returned promise, it left a moment in which a publish() call was
+    // merged into a loop that had already ended, and waited for the next interval.
+    try {
+      do {
+        this.writeAgain = false;
+        const { ready, detail } = this.options.read();
+        const heartbeat: Heartbeat = {
+          id: this.id,
+          role: 'matcher',
+          host: hostname(),
+          pid: process.pid,
+          startedAt: this.startedAt,
+          updatedAt: new Date().toISOString(),
+          ready,
+          detail,
+        };
+        try {
+          await writeHeartbeat(
+            this.options.redis,
+            this.options.keys,
+            heartbeat,
+            this.options.intervalMs,
+          );
+          this.failures.succeeded();
+        } catch (error) {
+          this.failures.failed(error, { heartbeatId: this.id });
+        }
+      } while (this.writeAgain && !this.stopped);
+    } finally {
+      this.writing = null;
+    }
   }
 
   /** Stops writing and deletes the heartbeat, so the gateway treats the matcher as gone at once. */

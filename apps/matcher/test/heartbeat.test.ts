@@ -86,3 +86,56 @@ test('stop removes the heartbeat', async () => {
 
   assert.equal(await redis.exists(keys.heartbeat('matcher', 'leaving-matcher')), 0);
 });
+
+test('a publish just as a write ends is not lost', async () => {
+  // A stand-in for Redis whose transaction resolves when the test says, so that a publish()
+  // can be placed at each step after a write ends. Real Redis cannot be timed this finely.
+  for (let delay = 0; delay < 12; delay += 1) {
+    const written: string[] = [];
+    let state = 'old';
+    const fake = {
+      multi() {
+        const chain = {
+          set: (_key: string, value: string) => {
+            written.push((JSON.parse(value) as { detail: { state: string } }).detail.state);
+            return chain;
+          },
+          eval: () => chain,
+          del: () => chain,
+          zrem: () => chain,
+          exec: async () => {
+            // Publish `delay` microtask steps after this write resolves.
+            let step: Promise<void> = Promise.resolve();
+            for (let i = 0; i <= delay; i += 1) step = step.then(() => undefined);
+            void step.then(() => {
+              if (state === 'old') {
+                state = 'new';
+                publisher.publish();
+              }
+            });
+            return [];
+          },
+        };
+        return chain;
+      },
+    };
+    const publisher = new HeartbeatPublisher({
+      redis: fake as unknown as Redis,
+      keys,
+      intervalMs: 60_000,
+      logger: silentLogger,
+      read: () => ({ ready: true, detail: { state } }),
+      id: `fake-${delay}`,
+    });
+
+    publisher.start();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await publisher.stop();
+
+    assert.equal(
+      written.at(-1),
+      'new',
+      `publish ${delay} steps after the write: ${written.join(',')}`,
+    );
+  }
+});
