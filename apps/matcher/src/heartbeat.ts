@@ -65,9 +65,8 @@ export class HeartbeatPublisher {
   }
 
   private async writeLoop(): Promise<void> {
-    // `writing` is cleared in the same step as the last check of `writeAgain`. Cleared in a
-    // callback of the returned promise, it left a moment in which a publish() call was
-    // merged into a loop that had already ended, and waited for the next interval.
+    // `writing` is cleared in the same step as the last check of `writeAgain`, so that no
+    // publish() call is merged into a loop that has already ended.
     try {
       do {
         this.writeAgain = false;

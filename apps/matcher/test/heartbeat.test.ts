@@ -88,8 +88,8 @@ test('stop removes the heartbeat', async () => {
 });
 
 test('a publish just as a write ends is not lost', async () => {
-  // A stand-in for Redis whose transaction resolves when the test says, so that a publish()
-  // can be placed at each step after a write ends. Real Redis cannot be timed this finely.
+  // A stand-in for Redis, so that a publish() can be placed at each microtask step after a
+  // write ends. Real Redis cannot be timed this finely.
   for (let delay = 0; delay < 12; delay += 1) {
     const written: string[] = [];
     let state = 'old';
