@@ -16,8 +16,8 @@ import type { Logger } from '@facegate/logger';
 import type { Redis } from 'ioredis';
 
 /**
- * The backlog and the live workers and matchers are read from Redis at most this often;
- * between reads a burst can overshoot QUEUE_MAX_WAITING by the requests of one interval.
+ * Minimum milliseconds between reads of the backlog and of the live workers and matchers. Between
+ * reads, a burst can overshoot QUEUE_MAX_WAITING by the requests of one interval.
  */
 const STATE_READ_INTERVAL_MS = 50;
 /**
@@ -27,7 +27,7 @@ const STATE_READ_INTERVAL_MS = 50;
  */
 const STATE_MAX_AGE_MS = 1000;
 
-/** What the dispatcher reads from Redis before it sends a job. */
+/** Backlog and live processes, read from Redis before a job is sent. */
 interface QueueState {
   /** Jobs waiting in the inference queue. */
   waiting: number;
@@ -137,9 +137,9 @@ export class Dispatcher {
   }
 
   /**
-   * Rejects a job that could not get its result in time: NOT_READY when no process that would
-   * take it is running (the job would wait in the queue until its deadline), QUEUE_FULL
-   * when the waiting backlog is over the limit.
+   * Rejects a job that could not get its result in time. NOT_READY: no process that would
+   * take it is running, so it would wait in the queue until its deadline. QUEUE_FULL: the
+   * waiting backlog is over the limit.
    */
   async #admit(kind: InferenceJob['kind']): Promise<void> {
     const age = Date.now() - this.#state.readAt;

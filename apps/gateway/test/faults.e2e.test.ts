@@ -108,9 +108,9 @@ describe('backlog limit and deadline', { skip, timeout: 120_000 }, () => {
   const stack = new Stack();
 
   before(async () => {
-    // A worker killed without warning keeps its place among the live ones until three
-    // heartbeat intervals pass; made a minute each, that lasts the whole test, so the
-    // gateway still queues jobs which nobody takes.
+    // A worker killed without warning counts as live until three heartbeat intervals pass.
+    // With intervals of a minute that lasts the whole test, so the gateway still queues
+    // jobs that no worker takes.
     await stack.start({
       workers: 1,
       env: { QUEUE_MAX_WAITING: '2', REQUEST_TIMEOUT_MS: '2000', HEARTBEAT_INTERVAL_MS: '60000' },
