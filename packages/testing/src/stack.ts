@@ -193,7 +193,10 @@ export class Stack {
         this.stopAll().then(
           () => process.exit(code),
           (error: unknown) => {
-            console.error('stopping the stack failed:', error);
+            console.error(
+              `stopping the stack failed; drop schema ${this.schema} and Redis keys ${this.prefix}:* by hand:`,
+              error,
+            );
             process.exit(code);
           },
         );
