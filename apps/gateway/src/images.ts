@@ -190,6 +190,9 @@ function readMultipart(
     const formFields: Record<string, unknown> = {};
     let failure: FaceGateError | undefined;
     parser.on('file', (name, stream) => {
+      // A body that ends inside a file part makes busboy emit 'error' on the part's stream as
+      // well as on the parser. Unheard, it would end the process; the parser's error answers.
+      stream.on('error', () => undefined);
       if (!fields.includes(name)) {
         failure ??= new FaceGateError(
           'INVALID_REQUEST',

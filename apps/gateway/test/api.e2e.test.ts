@@ -211,15 +211,43 @@ describe(
         400,
         'INVALID_REQUEST',
       ],
+      [
+        'a multipart body that ends inside the image',
+        async () => ({
+          raw: Buffer.concat([
+            Buffer.from(
+              '--cut\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n' +
+                'Content-Type: image/jpeg\r\n\r\n',
+            ),
+            (await photo('lfw/Aaron_Peirsol/Aaron_Peirsol_0001.jpg')).subarray(0, 2000),
+          ]),
+          type: 'multipart/form-data; boundary=cut',
+        }),
+        400,
+        'INVALID_REQUEST',
+      ],
+      [
+        'a multipart body that ends inside an unexpected file',
+        async () => ({
+          raw: Buffer.from(
+            '--cut\r\nContent-Disposition: form-data; name="photo"; filename="a.jpg"\r\n\r\nabc',
+          ),
+          type: 'multipart/form-data; boundary=cut',
+        }),
+        400,
+        'INVALID_REQUEST',
+      ],
     ];
 
     for (const [name, body, status, code] of BAD_INPUTS) {
       test(`detect rejects ${name}`, async () => {
         const response = await call(stack, 'POST', '/api/v1/detect', await body());
+        const health = await call(stack, 'GET', '/health');
 
         assert.equal(response.status, status, JSON.stringify(response.json));
         assert.equal(response.json.error.code, code);
         assert.ok(response.json.error.message.length > 0);
+        assert.equal(health.status, 200, 'the gateway is still running');
       });
     }
 
