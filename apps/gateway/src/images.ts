@@ -191,7 +191,7 @@ function readMultipart(
     let failure: FaceGateError | undefined;
     parser.on('file', (name, stream) => {
       // A body that ends inside a file part makes busboy emit 'error' on the part's stream as
-      // well as on the parser. Unheard, it would end the process; the parser's error answers.
+      // well as on the parser. Unheard, it would end the process. The parser's error gives the 400.
       stream.on('error', () => undefined);
       if (!fields.includes(name)) {
         failure ??= new FaceGateError(
