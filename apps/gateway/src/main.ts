@@ -1,6 +1,7 @@
 // Gateway process: the REST API. Validates requests, hands work to the queues
 // and answers with what the workers and the matcher publish. It never runs a model.
 import { type Server, createServer } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 
 import { KeyRing, RateLimiter, parseApiKeysVariable } from '@facegate/auth';
@@ -9,10 +10,12 @@ import { createQueues, createRedis, keyNames, waitForRedis } from '@facegate/con
 import { openServiceDatabase } from '@facegate/db';
 import { FaceGateError } from '@facegate/errors';
 import { createLogger, handleStopSignals } from '@facegate/logger';
-import { StreamMetrics, createRegistry } from '@facegate/metrics';
+import { METRIC_PREFIX, StreamMetrics, createRegistry } from '@facegate/metrics';
+import type { Counter } from 'prom-client';
 
 import { FAILED_AUTH_LIMIT } from './access.js';
 import { createApp } from './app.js';
+import { answerClientError } from './client-error.js';
 import { Dispatcher } from './dispatcher.js';
 import { MatchLogger } from './match-log.js';
 import { attachStreamServer, streamOptionsFromConfig } from './stream/index.js';
@@ -114,6 +117,14 @@ async function main(): Promise<void> {
       connectionsCheckingInterval: Math.min(1000, config.httpRequestTimeoutMs),
     },
     app,
+  );
+  const errorsTotal = registry.getSingleMetric(`${METRIC_PREFIX}errors_total`) as
+    | Counter<'code'>
+    | undefined;
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) =>
+    answerClientError(error, socket, config.httpRequestTimeoutMs, (code) =>
+      errorsTotal?.inc({ code }),
+    ),
   );
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

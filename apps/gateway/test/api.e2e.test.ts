@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import { connect } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -805,6 +806,33 @@ describe(
       );
       assert.match(matcher, /facegate_index_faces\{[^}]*\} \d+/);
       assert.match(matcher, /facegate_process_cpu_seconds_total/);
+    });
+
+    test('requests that Node rejects unread get JSON errors', async () => {
+      const raw = (request: string): Promise<string> =>
+        new Promise((resolve, reject) => {
+          const socket = connect(stack.port, '127.0.0.1');
+          const received: Buffer[] = [];
+          socket.on('data', (chunk: Buffer) => received.push(chunk));
+          socket.on('error', reject);
+          socket.on('close', () => resolve(Buffer.concat(received).toString('latin1')));
+          socket.write(request);
+        });
+      const bodyOf = (answer: string): { error: { code: string } } =>
+        JSON.parse(answer.split('\r\n\r\n')[1]!);
+
+      const longQuery = await raw(
+        `GET /api/v1/visitors?cursor=${'a'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`,
+      );
+      const malformed = await raw('GET / HTTP/1.1\r\nHost x\r\n\r\n');
+      const health = await call(stack, 'GET', '/health');
+
+      assert.match(longQuery, /^HTTP\/1\.1 431 /);
+      assert.match(longQuery, /content-type: application\/json/i);
+      assert.equal(bodyOf(longQuery).error.code, 'INVALID_REQUEST');
+      assert.match(malformed, /^HTTP\/1\.1 400 /);
+      assert.equal(bodyOf(malformed).error.code, 'INVALID_REQUEST');
+      assert.equal(health.status, 200);
     });
 
     test('unknown route is a JSON 404', async () => {

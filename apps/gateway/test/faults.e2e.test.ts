@@ -250,8 +250,10 @@ describe('requests past their deadline', { skip, timeout: 120_000 }, () => {
     ]);
     socket.destroy();
 
+    const answer = Buffer.concat(received).toString('latin1');
     assert.equal(outcome, 'closed');
-    assert.match(Buffer.concat(received).toString('latin1'), /^HTTP\/1\.1 408/);
+    assert.match(answer, /^HTTP\/1\.1 408/);
+    assert.equal(JSON.parse(answer.split('\r\n\r\n')[1]!).error.code, 'REQUEST_TIMEOUT');
   });
 
   test('enrolment answered 504 stores nothing later', async () => {
