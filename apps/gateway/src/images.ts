@@ -80,11 +80,46 @@ function parseJsonBody(request: Request, bytes: Buffer): unknown {
       'the JSON body is not valid UTF-8; send it encoded as UTF-8',
     );
   }
+  let parsed: unknown;
   try {
-    return JSON.parse(text);
+    parsed = JSON.parse(text);
   } catch {
     throw new FaceGateError('INVALID_REQUEST', 'the JSON body cannot be parsed');
   }
+  // An escaped lone surrogate ("\ud800") is valid JSON but not Unicode text. Node encodes it
+  // as U+FFFD in UTF-8, so that is what the database would store.
+  if (/\\u[dD][89a-fA-F]/.test(text) && hasLoneSurrogate(parsed)) {
+    throw new FaceGateError(
+      'INVALID_REQUEST',
+      'the JSON body has a string with an unpaired surrogate (such as \\ud800), which is not Unicode text',
+    );
+  }
+  return parsed;
+}
+
+/** Tells whether a parsed JSON value has a key or string that is not well-formed UTF-16. */
+function hasLoneSurrogate(root: unknown): boolean {
+  // A loop, not recursion: the value may be nested thousands of levels deep.
+  const pending: unknown[] = [root];
+  while (pending.length > 0) {
+    const value = pending.pop();
+    if (typeof value === 'string') {
+      if (!isWellFormed(value)) return true;
+    } else if (Array.isArray(value)) {
+      for (const item of value) pending.push(item);
+    } else if (typeof value === 'object' && value !== null) {
+      for (const [key, item] of Object.entries(value)) {
+        if (!isWellFormed(key)) return true;
+        pending.push(item);
+      }
+    }
+  }
+  return false;
+}
+
+/** String.prototype.isWellFormed (Node 20), which TypeScript's ES2023 library does not declare. */
+function isWellFormed(text: string): boolean {
+  return (text as unknown as { isWellFormed(): boolean }).isWellFormed();
 }
 
 function mediaType(request: Request): string {

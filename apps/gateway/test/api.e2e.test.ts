@@ -498,6 +498,10 @@ describe(
         raw: Buffer.from('{"name":"Ren\u00e9"}', 'utf16le'),
         type: 'application/json; charset=UTF-16LE',
       });
+      const loneSurrogate = await call(stack, 'POST', '/api/v1/visitors', {
+        raw: Buffer.from('{"name":"Ren\\ud800"}'),
+        type: 'application/json',
+      });
       const declaredUtf8 = await call(stack, 'POST', '/api/v1/visitors', {
         raw: Buffer.from('{"name":"Ren\u00e9"}', 'utf8'),
         type: 'application/json; charset="UTF-8"',
@@ -518,6 +522,8 @@ describe(
       assert.match(latin1.json.error.message, /not valid UTF-8/);
       assert.equal(utf16.status, 415, JSON.stringify(utf16.json));
       assert.equal(utf16.json.error.code, 'UNSUPPORTED_MEDIA_TYPE');
+      assert.equal(loneSurrogate.status, 400, JSON.stringify(loneSurrogate.json));
+      assert.match(loneSurrogate.json.error.message, /unpaired surrogate/);
       assert.equal(declaredUtf8.status, 201, JSON.stringify(declaredUtf8.json));
       assert.equal(declaredUtf8.json.name, 'Ren\u00e9');
       assert.deepEqual(unchanged.json.metadata, {});
