@@ -173,8 +173,7 @@ export function withBodyParameters<T extends z.ZodObject>(
   const malformed = names.filter((name) => !['string', 'number'].includes(typeof fields[name]));
   if (malformed.length > 0) {
     const problems = malformed.map(
-      (name) =>
-        `body '${name}': expected a string or a number, got ${JSON.stringify(fields[name])}`,
+      (name) => `body '${name}': expected a string or a number, got ${shown(fields[name])}`,
     );
     throw new FaceGateError('INVALID_REQUEST', problems.join('; '), { details: { problems } });
   }
@@ -198,7 +197,13 @@ function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
 /** Shows a value as sent, shortened: a client may echo anything. */
 function shown(value: unknown): string {
   if (value === undefined) return 'nothing';
-  const text = typeof value === 'string' ? `'${value}'` : JSON.stringify(value);
+  let text: string;
+  try {
+    text = typeof value === 'string' ? `'${value}'` : JSON.stringify(value);
+  } catch {
+    // JSON.stringify recurses, and a value nested a few thousand levels overflows the stack.
+    return Array.isArray(value) ? 'a deeply nested array' : 'a deeply nested object';
+  }
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 
