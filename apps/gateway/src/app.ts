@@ -229,6 +229,12 @@ function fromRouter(error: unknown): unknown {
   return error;
 }
 
+/** Tells whether an error means that the client closed its connection mid-request. */
+function clientWentAway(error: unknown): boolean {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  return code === 'ECONNRESET' || code === 'ECONNABORTED' || message === 'aborted';
+}
+
 export function createApp(deps: GatewayDeps): express.Express {
   const { config, db, dispatcher, logger } = deps;
   const seq = new SeqTracker();
@@ -601,10 +607,21 @@ export function createApp(deps: GatewayDeps): express.Express {
   });
 
   app.use((error: unknown, request: Request, response: Response, _next: NextFunction) => {
-    const serialized = serializeError(fromRouter(error));
+    const known = fromRouter(error);
+    const serialized = serializeError(known);
+    if (clientWentAway(error)) {
+      logger.info(
+        { requestId: request.requestId, reason: String(error) },
+        'client closed the connection',
+      );
+      return;
+    }
     http.errors.inc({ code: serialized.code });
     if (serialized.code === 'INTERNAL') {
       logger.error({ err: error, requestId: request.requestId }, 'request failed');
+      // An unexpected exception's message names internals; the log has it.
+      if (!(known instanceof FaceGateError))
+        serialized.message = `internal error; the gateway's log has it under request id ${request.requestId}`;
     } else if (serialized.status >= 500) {
       logger.warn(
         { requestId: request.requestId, code: serialized.code, message: serialized.message },

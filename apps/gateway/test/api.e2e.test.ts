@@ -483,6 +483,17 @@ describe(
         raw: deepBody(''),
         type: 'application/json',
       });
+      // The error quotes a value as sent, which must not overflow on one this deep.
+      const deepName = await call(stack, 'POST', '/api/v1/visitors', {
+        raw: Buffer.from(`{"name":${deep}}`),
+        type: 'application/json',
+      });
+      const deepParameter = await call(stack, 'POST', '/api/v1/detect', {
+        raw: Buffer.from(
+          `{"image":"${(await photo('edge/png/32bit.png')).toString('base64')}","min_score":${deep}}`,
+        ),
+        type: 'application/json',
+      });
       const deepest = await call(stack, 'POST', '/api/v1/visitors', {
         json: { name: 'D32', metadata: { a: nested32 } },
       });
@@ -515,6 +526,8 @@ describe(
       assert.equal(tooDeep.status, 400);
       assert.match(tooDeep.json.error.message, /nested more than 32 levels/);
       assert.equal(patchTooDeep.status, 400);
+      assert.equal(deepName.status, 400, JSON.stringify(deepName.json));
+      assert.equal(deepParameter.status, 400, JSON.stringify(deepParameter.json));
       assert.equal(deepest.status, 201, JSON.stringify(deepest.json));
       assert.equal(padded.status, 400);
       assert.match(padded.json.error.message, /externalId/);
@@ -839,6 +852,28 @@ describe(
       assert.match(malformed, /^HTTP\/1\.1 400 /);
       assert.equal(bodyOf(malformed).error.code, 'INVALID_REQUEST');
       assert.equal(health.status, 200);
+    });
+
+    test('a client that hangs up mid-upload is no error', async () => {
+      const socket = connect(stack.port, '127.0.0.1');
+      await new Promise((resolve) => socket.once('connect', resolve));
+      socket.write(
+        'POST /api/v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n' +
+          'Content-Length: 100000\r\n\r\n',
+      );
+      socket.write(Buffer.alloc(1000, 0xff));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      socket.destroy();
+
+      let log = '';
+      for (let attempt = 0; attempt < 40 && !log.includes('client closed'); attempt += 1) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        log = stack.logs.get('gateway')!.join('');
+      }
+      const errors = log.split('\n').filter((line) => line.includes('"level":"error"'));
+
+      assert.match(log, /client closed the connection/);
+      assert.deepEqual(errors, []);
     });
 
     test('unknown route is a JSON 404', async () => {
