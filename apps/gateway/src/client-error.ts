@@ -17,13 +17,13 @@ interface ClientError {
  * receives it: 431 for headers over the limit, 408 for a request not received in time, and 400
  * for a malformed one.
  */
-export function describeClientError(error: NodeJS.ErrnoException, timeoutMs: number): ClientError {
+function describeClientError(error: NodeJS.ErrnoException, timeoutMs: number): ClientError {
   if (error.code === HEADERS_TOO_LARGE) {
     return {
       status: 431,
       code: 'INVALID_REQUEST',
       message:
-        'the request line and headers are over the size limit (16 KB unless Node is started with --max-http-header-size); send long parameters in the body',
+        'the request line and headers are over the size limit (16 KB unless Node is started with --max-http-header-size); shorten the query string or the headers',
     };
   }
   if (error.code === REQUEST_TIMEOUT) {

@@ -827,7 +827,7 @@ describe(
       assert.match(matcher, /facegate_process_cpu_seconds_total/);
     });
 
-    test('requests that Node rejects unread get JSON errors', async () => {
+    test('parser rejections get JSON errors', async () => {
       const raw = (request: string): Promise<string> =>
         new Promise((resolve, reject) => {
           const socket = connect(stack.port, '127.0.0.1');
@@ -854,7 +854,7 @@ describe(
       assert.equal(health.status, 200);
     });
 
-    test('a client that hangs up mid-upload is no error', async () => {
+    test('client hang-up is not an error', async () => {
       const socket = connect(stack.port, '127.0.0.1');
       await new Promise((resolve) => socket.once('connect', resolve));
       socket.write(

@@ -122,7 +122,7 @@ describe('backlog limit and deadline', { skip, timeout: 120_000 }, () => {
     await stack.stopAll();
   });
 
-  test('with the only worker dead, requests time out, then the queue is full', async () => {
+  test('dead worker: timeouts, then queue full', async () => {
     const image = await photo('edge/png/32bit.png');
 
     const first = await Promise.all(
@@ -144,7 +144,7 @@ describe('no worker or matcher running', { skip, timeout: 120_000 }, () => {
   const stack = new Stack();
 
   before(async () => {
-    // Requests that were queued would wait this long; the refusals below come before it.
+    // Requests that were queued would wait this long, so a quick 503 shows they were not.
     await stack.start({ workers: 1, env: { REQUEST_TIMEOUT_MS: '20000' } });
   });
 
@@ -152,7 +152,7 @@ describe('no worker or matcher running', { skip, timeout: 120_000 }, () => {
     await stack.stopAll();
   });
 
-  test('requests are refused at once and nothing is queued, until one comes back', async () => {
+  test('rejected at once, nothing queued', async () => {
     const image = await photo('lfw/Tony_Blair/Tony_Blair_0001.jpg');
     const waitingJobs = async (): Promise<number> => {
       const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
